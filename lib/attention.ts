@@ -1,0 +1,123 @@
+import { native, type AttentionKind, type NativeAttentionOptions, type NativeAttentionResult } from './native.js';
+import { Tensor } from './tensor.js';
+
+/**
+ * Options shared by every attention call (DESIGN §3). The score pipeline runs in
+ * this order: `s = (q·k)·scale`; softcap; ALiBi; bias; masks (causal, window,
+ * seqlensK) exclude keys; `p = softmax(s)` over visible keys; `out = p·v`.
+ * Indices below: query row i in [0, Sq), key j in [0, Sk), offset = Sk − Sq.
+ */
+export interface AttentionOptions {
+  /** Mask keys after the query, aligned bottom-right: row i sees key j iff j ≤ i + Sk − Sq. Default false. */
+  causal?: boolean;
+  /** Multiplies q·k. Default 1/√D. Must be finite. */
+  scale?: number;
+  /** `[left, right]` sliding window: i + Sk − Sq − left ≤ j ≤ i + Sk − Sq + right; −1 = unbounded. Default [−1, −1]. */
+  window?: readonly [number, number];
+  /** `s = softcap · tanh(s / softcap)`; 0 = off. Must be finite and ≥ 0. Default 0. */
+  softcap?: number;
+  /** Float32Array(Hq): adds `−slope[h] · |i + Sk − Sq − j|` to the scores. */
+  alibiSlopes?: Float32Array;
+  /** Int32Array(B), key padding: keys at j ≥ seqlensK[b] are masked (Sk in the alignment stays k's length). */
+  seqlensK?: Int32Array;
+  /** Additive score bias `[B or 1, Hq or 1, Sq, Sk]`, q's dtype, contiguous; −Infinity masks a key. */
+  bias?: Tensor;
+  /** Also return lse = log Σ exp(s) over visible keys, natural log, float32 `[B, Hq, Sq]`. */
+  returnLse?: boolean;
+  /** Preallocated output `[B, Sq, Hq, Dv]` in q's dtype; the call resolves to this object. */
+  out?: Tensor;
+  /** Where to compute: 'auto' (where the tensors live), 'cpu' or 'cuda'. Default 'auto'. */
+  backend?: 'auto' | 'cpu' | 'cuda';
+  /** Checked between tiles; an aborted call rejects with an `AbortError`. */
+  signal?: AbortSignal;
+}
+
+/** Output with the log-sum-exp of each row: `out [B, Sq, Hq, Dv]`, `lse` float32 `[B, Hq, Sq]`. */
+export interface AttentionWithLse {
+  out: Tensor;
+  lse: Tensor;
+}
+
+type Mode = 'sync' | 'async';
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
+function toNativeOptions(opts: AttentionOptions, abortFlag?: Int32Array): NativeAttentionOptions {
+  const { signal: _signal, ...rest } = opts;
+  return abortFlag ? { ...rest, abortFlag } : rest;
+}
+
+function wrapResult(r: NativeAttentionResult, q: Tensor, opts: AttentionOptions): Tensor | AttentionWithLse {
+  const out = opts.out ?? new Tensor(q.dtype, r.out, r.outShape);
+  if (!opts.returnLse) return out;
+  return { out, lse: new Tensor('float32', r.lse!, r.lseShape!) };
+}
+
+function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor | AttentionWithLse {
+  if (opts.signal?.aborted) throw abortError(opts.signal);
+  return wrapResult(native.attentionSync(kind, q, k, v, toNativeOptions(opts)), q, opts);
+}
+
+async function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<Tensor | AttentionWithLse> {
+  const { signal } = opts;
+  if (signal?.aborted) throw abortError(signal);
+  const flag = signal ? new Int32Array(1) : undefined;
+  const onAbort = () => { Atomics.store(flag!, 0, 1); };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const r = await native.attentionAsync(kind, q, k, v, toNativeOptions(opts, flag));
+    return wrapResult(r, q, opts);
+  } catch (err) {
+    if (signal?.aborted && (err as Error)?.name === 'AbortError') throw abortError(signal);
+    throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * Fused (FlashAttention-style) attention: never materializes the Sq×Sk score matrix.
+ *
+ * @param q `[B, Sq, Hq, D]`
+ * @param k `[B, Sk, Hkv, D]`, Hq % Hkv === 0 (GQA/MQA: query head h reads kv head ⌊h / (Hq/Hkv)⌋)
+ * @param v `[B, Sk, Hkv, Dv]`
+ * @returns `[B, Sq, Hq, Dv]` in q's dtype; with `returnLse: true`, `{ out, lse }`.
+ *   Rejects (never throws) with `FmhaError` on bad input, `AbortError` when aborted.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions & { returnLse?: false }): Promise<Tensor>;
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse>;
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse> {
+  return runAsync('fused', q, k, v, opts);
+}
+
+/** {@link attention} on the calling thread (which joins fmha's pool); throws instead of rejecting. */
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): AttentionWithLse;
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions & { returnLse?: false }): Tensor;
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse;
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse {
+  return runSync('fused', q, k, v, opts);
+}
+
+/**
+ * The baseline: materializes each (b, h) Sq×Sk score matrix, then softmax, then ·V.
+ * Same arguments, options and results as {@link attention}. Its scratch
+ * (threads × Sq × Sk × 4 bytes) is checked against `FMHA_MAX_SCRATCH_BYTES`
+ * (default half of physical memory) first: too big → `ERR_FMHA_OOM`.
+ */
+export function vanillaAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
+export function vanillaAttention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions & { returnLse?: false }): Promise<Tensor>;
+export function vanillaAttention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse>;
+export function vanillaAttention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse> {
+  return runAsync('vanilla', q, k, v, opts);
+}
+
+/** {@link vanillaAttention} on the calling thread; throws instead of rejecting. */
+export function vanillaAttentionSync(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): AttentionWithLse;
+export function vanillaAttentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions & { returnLse?: false }): Tensor;
+export function vanillaAttentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse;
+export function vanillaAttentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse {
+  return runSync('vanilla', q, k, v, opts);
+}

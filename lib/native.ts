@@ -1,0 +1,106 @@
+// Loads the compiled addon and declares its shape once (the onnxruntime-node
+// `Binding` pattern); nothing outside lib/ touches the addon directly.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FmhaError } from './errors.js';
+
+export type DType = 'float32' | 'float16' | 'bfloat16';
+export type TensorData = Float32Array | Uint16Array;
+
+/** What the addon reads from a tensor argument (a `Tensor` satisfies it). */
+export interface NativeTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly data: TensorData;
+  readonly strides?: readonly number[];
+}
+
+/** Options as the addon receives them: lib/ has normalized, the addon validates. */
+export interface NativeAttentionOptions {
+  causal?: boolean;
+  scale?: number;
+  window?: readonly number[];
+  softcap?: number;
+  alibiSlopes?: Float32Array;
+  seqlensK?: Int32Array;
+  bias?: NativeTensor;
+  returnLse?: boolean;
+  out?: NativeTensor;
+  backend?: string;
+  /** Int32Array(1) set to 1 by lib/ when the caller's AbortSignal fires. */
+  abortFlag?: Int32Array;
+}
+
+export interface NativeAttentionResult {
+  out: TensorData;
+  outShape: number[];
+  lse?: Float32Array;
+  lseShape?: number[];
+}
+
+export interface CudaDeviceInfo {
+  /** CUDA device ordinal. */
+  index: number;
+  name: string;
+  /** e.g. '9.0' for an H100. */
+  computeCapability: string;
+  /** Bytes of device memory. */
+  totalMemory: number;
+  multiprocessors: number;
+}
+
+export interface BackendsInfo {
+  cpu: {
+    /** The SIMD path chosen at run time: 'avx512' | 'avx2' | 'neon' | 'scalar'. */
+    isa: string;
+    /** Threads used by CPU kernels (setNumThreads / FMHA_NUM_THREADS). */
+    threads: number;
+    /** Whether AMX-BF16 tiles are usable (CPU has them and the OS granted them). */
+    amx: boolean;
+  };
+  cuda: {
+    available: boolean;
+    /** Why CUDA is unavailable: 'built without CUDA', 'no CUDA device', a driver error, ... */
+    reason?: string;
+    devices: CudaDeviceInfo[];
+  };
+}
+
+export type AttentionKind = 'fused' | 'vanilla';
+
+export interface Binding {
+  init(errorClass: typeof FmhaError): void;
+  attentionSync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
+                opts: NativeAttentionOptions): NativeAttentionResult;
+  attentionAsync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
+                 opts: NativeAttentionOptions): Promise<NativeAttentionResult>;
+  /** Throws FmhaError when the tensor is malformed (one validator, shared with attention). */
+  validateTensor(t: NativeTensor, name: string): void;
+  /** Contiguous float32 copy of any (possibly strided) tensor. */
+  toFloat32(t: NativeTensor): Float32Array;
+  /** float32 → dtype bits, rounding to nearest even. */
+  fromFloat32(data: Float32Array, dtype: DType): TensorData;
+  backends(): BackendsInfo;
+  setNumThreads(n: number): void;
+  readonly version: string;
+}
+
+function addonPath(): string {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const candidates = [
+    process.env.FMHA_ADDON_PATH,
+    join(root, 'build', 'Release', 'fmha.node'),
+    join(root, 'build', 'Debug', 'fmha.node'),
+  ];
+  for (const c of candidates) if (c && existsSync(c)) return c;
+  throw new Error(
+    'fmha: the native addon is not built (looked for build/Release/fmha.node). ' +
+      'Run `npm rebuild fmha` (needs cmake or python3+make+g++); see README "Building".',
+  );
+}
+
+const require = createRequire(import.meta.url);
+export const native: Binding = require(addonPath()) as Binding;
+native.init(FmhaError);
