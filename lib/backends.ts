@@ -10,11 +10,9 @@ export function backends(): BackendsInfo {
 /**
  * Threads for all CPU work (default: the `FMHA_NUM_THREADS` environment variable
  * read at load, else the number of cores). Applies to calls started after it.
- * @param n integer ≥ 1
+ * @param n integer in [1, 1024]
+ * @throws FmhaError ERR_FMHA_ARGUMENT otherwise
  */
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
-
-/** The addon's version string (matches package.json). */
-export const nativeVersion: string = native.version;

@@ -84,7 +84,6 @@ export interface Binding {
   fromFloat32(data: Float32Array, dtype: DType): TensorData;
   backends(): BackendsInfo;
   setNumThreads(n: number): void;
-  readonly version: string;
 }
 
 function addonPath(): string {

@@ -1,0 +1,243 @@
+#include "binding/attention_args.h"
+
+#include <cmath>
+#include <set>
+#include <string>
+
+#include "binding/errors.h"
+#include "binding/tensor_args.h"
+#include "core/checked_math.h"
+#include "core/cuda_info.h"
+
+namespace fmha {
+namespace {
+
+constexpr int64_t kMaxHeadDim = 256;
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+void expect_rank(const TensorArg& t, int rank, const char* layout) {
+  if (t.rank() != rank)
+    fail(code::kShape, t.name + " must have rank " + str(rank) + " " + layout + ", got shape " + shape_string(t.shape));
+}
+
+void expect_dim(const TensorArg& t, int dim, int64_t want, const char* what) {
+  if (t.shape[dim] != want)
+    fail(code::kShape, t.name + ".shape[" + str(dim) + "] (" + what + ") must be " + str(want) + ", got " +
+                           str(t.shape[dim]));
+}
+
+void expect_head_dim(const TensorArg& t, const char* what) {
+  const int64_t d = t.shape[3];
+  if (d < 1 || d > kMaxHeadDim)
+    fail(code::kShape, t.name + ".shape[3] (" + what + ") must be in [1, " + str(kMaxHeadDim) + "], got " + str(d));
+}
+
+void expect_same_dtype(const TensorArg& t, const TensorArg& q) {
+  if (t.dtype != q.dtype)
+    fail(code::kDtype, t.name + ".dtype must match " + q.name + ".dtype (" + dtype_name(q.dtype) + "), got " +
+                           dtype_name(t.dtype));
+}
+
+void copy_bshd_strides(const TensorArg& t, int64_t* stride) {
+  if (t.rank() == 4 && t.strides[3] != 1 && t.shape[3] > 1)
+    fail(code::kArgument, t.name + ".strides[3] must be 1");
+  for (int i = 0; i < 3; ++i) stride[i] = t.strides[i];
+}
+
+bool read_bool(const Napi::Object& o, const char* key, bool dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsBoolean()) fail(code::kArgument, std::string("opts.") + key + " must be a boolean, got " + describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+// A finite number, or dflt when absent.
+double read_number(const Napi::Object& o, const char* key, double dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return dflt;
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(d)) fail(code::kArgument, std::string("opts.") + key + " must be a finite number, got " + describe(v));
+  return d;
+}
+
+void check_no_overlap(const TensorArg& out, const TensorArg& in) {
+  if (out.begin_byte() < in.end_byte() && in.begin_byte() < out.end_byte())
+    fail(code::kArgument, "opts.out must not overlap " + in.name + " (they share memory)");
+}
+
+Backend read_backend(const Napi::Object& o) {
+  Napi::Value v = o.Get("backend");
+  const std::string b = v.IsUndefined() ? "auto" : v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (b == "auto" || b == "cpu") return Backend::Cpu;  // host tensors live on the CPU
+  if (b != "cuda") fail(code::kArgument, "opts.backend must be 'auto', 'cpu' or 'cuda', got " + describe(v));
+  const CudaInfo& cuda = query_cuda();
+  if (!cuda.available) fail(code::kBackend, "opts.backend 'cuda' is not available: " + cuda.reason);
+  fail(code::kBackend, "opts.backend 'cuda': CUDA attention kernels are not in this build yet");
+}
+
+const std::set<std::string>& known_options() {
+  static const std::set<std::string> keys = {"causal", "scale", "window", "softcap", "alibiSlopes", "seqlensK",
+                                             "bias", "returnLse", "out", "backend", "abortFlag"};
+  return keys;
+}
+
+}  // namespace
+
+AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AttentionCall call;
+  AttentionParams& p = call.params;
+
+  const TensorArg q = read_tensor(info[1], "q");
+  const TensorArg k = read_tensor(info[2], "k");
+  const TensorArg v = read_tensor(info[3], "v");
+  expect_rank(q, 4, "[batch, seqQ, headsQ, headDim]");
+  expect_rank(k, 4, "[batch, seqK, headsKV, headDim]");
+  expect_rank(v, 4, "[batch, seqK, headsKV, headDimV]");
+  expect_same_dtype(k, q);
+  expect_same_dtype(v, q);
+  p.dtype = q.dtype;
+  p.B = q.shape[0]; p.Sq = q.shape[1]; p.Hq = q.shape[2]; p.D = q.shape[3];
+  p.Sk = k.shape[1]; p.Hkv = k.shape[2]; p.Dv = v.shape[3];
+  expect_head_dim(q, "headDim");
+  expect_dim(k, 0, p.B, "batch, as q");
+  expect_dim(k, 3, p.D, "headDim, as q");
+  expect_dim(v, 0, p.B, "batch, as q");
+  expect_dim(v, 1, p.Sk, "seqK, as k");
+  expect_dim(v, 2, p.Hkv, "headsKV, as k");
+  expect_head_dim(v, "headDimV");
+  if (p.Hq < 1) fail(code::kShape, "q.shape[2] (headsQ) must be ≥ 1, got " + str(p.Hq));
+  if (p.Hkv < 1 || p.Hq % p.Hkv != 0)
+    fail(code::kShape, "k.shape[2] (headsKV) must be ≥ 1 and divide q's heads (" + str(p.Hq) + "), got " + str(p.Hkv));
+  copy_bshd_strides(q, p.q_stride);
+  copy_bshd_strides(k, p.k_stride);
+  copy_bshd_strides(v, p.v_stride);
+  p.q = q.data; p.k = k.data; p.v = v.data;
+  call.inputs = {q.array, k.array, v.array};
+
+  Napi::Value ov = info[4];
+  if (!ov.IsUndefined() && !ov.IsObject()) fail(code::kArgument, "opts must be an object, got " + describe(ov));
+  Napi::Object o = ov.IsObject() ? ov.As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string key = keys.Get(i).ToString().Utf8Value();
+    if (!known_options().count(key) && !o.Get(key).IsUndefined())
+      fail(code::kArgument, "opts." + key + " is not an attention option");
+  }
+
+  p.causal = read_bool(o, "causal", false);
+  p.scale = float(read_number(o, "scale", 1.0 / std::sqrt(double(p.D))));
+  p.softcap = float(read_number(o, "softcap", 0.0));
+  if (p.softcap < 0) fail(code::kArgument, "opts.softcap must be ≥ 0 (0 = off), got " + std::to_string(p.softcap));
+
+  Napi::Value wv = o.Get("window");
+  if (!wv.IsUndefined()) {
+    const bool pair = wv.IsArray() && wv.As<Napi::Array>().Length() == 2;
+    if (!pair) fail(code::kArgument, "opts.window must be [left, right], got " + describe(wv));
+    for (uint32_t s = 0; s < 2; ++s) {
+      Napi::Value e = wv.As<Napi::Array>().Get(s);
+      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+      if (!(d >= -1) || std::floor(d) != d || d > 9.0e15)
+        fail(code::kArgument, std::string("opts.window[") + str(s) + "] must be an integer ≥ -1 (-1 = unbounded), got " +
+                                  describe(e));
+      (s == 0 ? p.window_left : p.window_right) = int64_t(d);
+    }
+  }
+
+  Napi::Value av = o.Get("alibiSlopes");
+  if (!av.IsUndefined()) {
+    Napi::TypedArray a = expect_typed_array(av, napi_float32_array, "opts.alibiSlopes");
+    if (int64_t(a.ElementLength()) != p.Hq)
+      fail(code::kShape, "opts.alibiSlopes must have one slope per query head (" + str(p.Hq) + "), got " +
+                             str(a.ElementLength()));
+    p.alibi_slopes = reinterpret_cast<const float*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+    for (int64_t h = 0; h < p.Hq; ++h)
+      if (!std::isfinite(p.alibi_slopes[h]))
+        fail(code::kArgument, "opts.alibiSlopes[" + str(h) + "] must be finite, got " + std::to_string(p.alibi_slopes[h]));
+    call.inputs.push_back(a);
+  }
+
+  Napi::Value sv = o.Get("seqlensK");
+  if (!sv.IsUndefined()) {
+    Napi::TypedArray a = expect_typed_array(sv, napi_int32_array, "opts.seqlensK");
+    if (int64_t(a.ElementLength()) != p.B)
+      fail(code::kShape, "opts.seqlensK must have one length per batch entry (" + str(p.B) + "), got " +
+                             str(a.ElementLength()));
+    p.seqlens_k = reinterpret_cast<const int32_t*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+    for (int64_t b = 0; b < p.B; ++b)
+      if (p.seqlens_k[b] < 0 || p.seqlens_k[b] > p.Sk)
+        fail(code::kArgument, "opts.seqlensK[" + str(b) + "] must be in [0, " + str(p.Sk) + "] (seqK), got " +
+                                  str(p.seqlens_k[b]));
+    call.inputs.push_back(a);
+  }
+
+  std::vector<TensorArg> read_inputs = {q, k, v};
+  Napi::Value bv = o.Get("bias");
+  if (!bv.IsUndefined()) {
+    TensorArg bias = read_tensor(bv, "opts.bias");
+    expect_same_dtype(bias, q);
+    const bool ok = bias.rank() == 4 && (bias.shape[0] == p.B || bias.shape[0] == 1) &&
+                    (bias.shape[1] == p.Hq || bias.shape[1] == 1) && bias.shape[2] == p.Sq && bias.shape[3] == p.Sk;
+    if (!ok)
+      fail(code::kShape, "opts.bias must have shape [" + str(p.B) + " or 1, " + str(p.Hq) + " or 1, " + str(p.Sq) +
+                             ", " + str(p.Sk) + "], got " + shape_string(bias.shape));
+    if (!bias.contiguous) fail(code::kArgument, "opts.bias must be contiguous (no strided view)");
+    p.bias = bias.data;
+    p.bias_stride_b = bias.shape[0] == 1 ? 0 : bias.strides[0];
+    p.bias_stride_h = bias.shape[1] == 1 ? 0 : bias.strides[1];
+    call.inputs.push_back(bias.array);
+    read_inputs.push_back(bias);
+  }
+
+  call.backend = read_backend(o);
+
+  Napi::Value fv = o.Get("abortFlag");
+  if (!fv.IsUndefined()) {
+    Napi::TypedArray a = expect_typed_array(fv, napi_int32_array, "opts.abortFlag");
+    if (a.ElementLength() < 1) fail(code::kShape, "opts.abortFlag must have at least 1 element");
+    call.abort_flag = reinterpret_cast<const int32_t*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+    call.inputs.push_back(a);
+  }
+
+  // Outputs: the caller's `out` (validated) or new arrays; allocation comes last.
+  call.out_shape = {p.B, p.Sq, p.Hq, p.Dv};
+  int64_t out_numel = 0;
+  if (!checked_mul(p.B * p.Sq, p.Hq * p.Dv, &out_numel)) fail(code::kShape, "the output has more than 2^63 elements");
+  Napi::Value outv = o.Get("out");
+  if (!outv.IsUndefined()) {
+    TensorArg out = read_tensor(outv, "opts.out");
+    if (out.dtype != q.dtype)
+      fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(q.dtype) + "), got " +
+                             dtype_name(out.dtype));
+    if (out.shape != call.out_shape)
+      fail(code::kShape, "opts.out.shape must be " + shape_string(call.out_shape) + " [batch, seqQ, headsQ, headDimV], got " +
+                             shape_string(out.shape));
+    if (!out.contiguous) fail(code::kArgument, "opts.out must be contiguous (no strided view)");
+    for (const TensorArg& in : read_inputs) check_no_overlap(out, in);
+    call.out = out.array;
+    p.out = out.data;
+  }
+  const bool want_lse = read_bool(o, "returnLse", false);
+  call.lse_shape = {p.B, p.Hq, p.Sq};
+  try {
+    if (p.out == nullptr) {
+      call.out = q.dtype == DType::F32 ? Napi::TypedArray(Napi::Float32Array::New(env, size_t(out_numel)))
+                                       : Napi::TypedArray(Napi::Uint16Array::New(env, size_t(out_numel)));
+      p.out = static_cast<char*>(call.out.ArrayBuffer().Data()) + call.out.ByteOffset();
+    }
+    if (want_lse) {
+      call.lse = Napi::Float32Array::New(env, size_t(p.B * p.Hq * p.Sq));
+      p.lse = call.lse.Data();
+    }
+  } catch (const Napi::Error& e) {
+    fail(code::kOom, "allocating the output of " + str(out_numel) + " elements failed: " + e.Message());
+  }
+  p.o_stride[0] = p.Sq * p.Hq * p.Dv;
+  p.o_stride[1] = p.Hq * p.Dv;
+  p.o_stride[2] = p.Dv;
+  call.inputs.push_back(call.out);
+  return call;
+}
+
+}  // namespace fmha

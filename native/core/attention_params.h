@@ -1,0 +1,53 @@
+// The plain parameter block every attention kernel receives (FlashAttention's
+// Flash_fwd_params idea): pointers, shapes, strides in elements, and options,
+// already validated by the binding. Kernels know nothing of N-API.
+#pragma once
+#include <cstdint>
+#include <string>
+#include "core/dtype.h"
+
+namespace fmha {
+
+struct AttentionParams {
+  DType dtype = DType::F32;  // q, k, v, bias and out share it
+  int64_t B = 0, Sq = 0, Sk = 0, Hq = 0, Hkv = 0, D = 0, Dv = 0;
+
+  // [B, S, H, D] tensors: element (b, s, h, d) is at b*stride[0] + s*stride[1] + h*stride[2] + d.
+  const void* q = nullptr; int64_t q_stride[3] = {0, 0, 0};
+  const void* k = nullptr; int64_t k_stride[3] = {0, 0, 0};
+  const void* v = nullptr; int64_t v_stride[3] = {0, 0, 0};
+  void* out = nullptr;     int64_t o_stride[3] = {0, 0, 0};
+  float* lse = nullptr;    // [B, Hq, Sq] contiguous, or null
+
+  float scale = 1.0f;
+  bool causal = false;
+  int64_t window_left = -1, window_right = -1;  // -1 = unbounded
+  float softcap = 0.0f;                          // 0 = off
+  const float* alibi_slopes = nullptr;           // [Hq] or null
+  const int32_t* seqlens_k = nullptr;            // [B] or null: keys j >= seqlens_k[b] masked
+
+  // Additive bias [B or 1, Hq or 1, Sq, Sk], contiguous in (Sq, Sk); broadcast dims have stride 0.
+  const void* bias = nullptr;
+  int64_t bias_stride_b = 0, bias_stride_h = 0;
+};
+
+// Per-call execution context, owned by the caller for the call's duration.
+struct ExecContext {
+  int num_threads = 1;
+  const int32_t* abort_flag = nullptr;    // the caller's AbortSignal; non-zero: stop between tiles
+  const int32_t* closing_flag = nullptr;  // the calling JS environment is shutting down
+  int64_t max_scratch_bytes = 0;          // FMHA_MAX_SCRATCH_BYTES
+
+  static bool raised(const int32_t* f) { return f && __atomic_load_n(f, __ATOMIC_RELAXED) != 0; }
+  bool aborted() const { return raised(abort_flag) || raised(closing_flag); }
+};
+
+enum class StatusCode { Ok, Aborted, OutOfMemory, Backend, Cuda };
+
+struct Status {
+  StatusCode code = StatusCode::Ok;
+  std::string message;
+  bool ok() const { return code == StatusCode::Ok; }
+};
+
+}  // namespace fmha

@@ -1,0 +1,37 @@
+// The inner loops of the CPU attention kernels, one table per SIMD path.
+// The tiling drivers (fused_attention.cc, vanilla_attention.cc) are compiled for
+// the baseline ISA and call these through the table chosen at run time, so the
+// binary never requires the build machine's ISA.
+#pragma once
+#include <cstdint>
+#include "core/dtype.h"
+#include "cpu/cpu_features.h"
+
+namespace fmha {
+
+struct CpuMicrokernels {
+  // C[M×N] (+)= A[M×K] · B[K×N]; all row-major with leading dimensions lda, ldb, ldc.
+  void (*gemm)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+               int M, int N, int K, bool accumulate);
+  // Largest of x[0..n); -inf for n == 0.
+  float (*row_max)(const float* x, int n);
+  // x[j] = exp(x[j] - m) in place (exactly 0 where x[j] - m < -87); returns the sum.
+  float (*exp_sum)(float* x, int n, float m);
+  // x[j] *= a
+  void (*scale)(float* x, int n, float a);
+  // dst[j] = float(src[j]) for n elements of type t (src is contiguous).
+  void (*load_row)(const void* src, DType t, int n, float* dst);
+  // dst[j] = dtype(src[j] * a), rounded to nearest even.
+  void (*store_row)(const float* src, float a, int n, DType t, void* dst);
+};
+
+const CpuMicrokernels& cpu_microkernels(Isa isa);
+
+// Per-ISA tables; only those the target architecture compiles exist.
+const CpuMicrokernels& microkernels_scalar();
+#if defined(__x86_64__) || defined(_M_X64)
+const CpuMicrokernels& microkernels_avx2();
+const CpuMicrokernels& microkernels_avx512();
+#endif
+
+}  // namespace fmha

@@ -1,0 +1,174 @@
+// Generic SIMD inner loops written with GCC/Clang vector extensions, compiled
+// once per ISA by microkernels_<isa>.cc, which define:
+//   FMHA_ISA_NS      namespace for this copy (internal linkage inside it)
+//   FMHA_VEC_BYTES   vector width in bytes (16 SSE2/NEON, 32 AVX2, 64 AVX-512)
+//   FMHA_GEMM_ROWS   register tile rows; FMHA_GEMM_VECS vectors per tile row
+// Nothing here may use inline functions with external linkage (std:: templates,
+// <cmath> overloads): the linker could merge an AVX-512 copy into the baseline
+// path. Everything lives in an anonymous namespace.
+#include <cstdint>
+#include "core/dtype.h"
+#include "cpu/microkernels.h"
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace fmha {
+namespace FMHA_ISA_NS {
+namespace {
+
+constexpr int VL = FMHA_VEC_BYTES / 4;
+typedef float vf __attribute__((vector_size(FMHA_VEC_BYTES)));
+typedef int32_t vi __attribute__((vector_size(FMHA_VEC_BYTES)));
+
+inline vf loadv(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
+inline void storev(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+inline vf splat(float x) { return vf{} + x; }
+
+// One register tile: C[R × NV·VL] (+)= A[R × K] · B[K × NV·VL].
+template <int R, int NV>
+inline void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                      int K, bool accumulate) {
+  vf acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? loadv(C + r * ldc + v * VL) : vf{};
+  for (int k = 0; k < K; ++k) {
+    vf b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = loadv(B + k * ldb + v * VL);
+    for (int r = 0; r < R; ++r) {
+      const float a = A[r * lda + k];
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) storev(C + r * ldc + v * VL, acc[r][v]);
+}
+
+// Columns [j, j + w) for all M rows with a fixed vector count per tile row.
+template <int NV>
+inline void gemm_columns(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                         int M, int K, bool accumulate) {
+  int i = 0;
+  for (; i + FMHA_GEMM_ROWS <= M; i += FMHA_GEMM_ROWS)
+    gemm_tile<FMHA_GEMM_ROWS, NV>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate);
+  for (; i < M; ++i) gemm_tile<1, NV>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate);
+}
+
+void gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+          int M, int N, int K, bool accumulate) {
+  int j = 0;
+  for (; j + FMHA_GEMM_VECS * VL <= N; j += FMHA_GEMM_VECS * VL)
+    gemm_columns<FMHA_GEMM_VECS>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate);
+  for (; j + VL <= N; j += VL) gemm_columns<1>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate);
+  for (; j < N; ++j) {  // fewer than VL columns left
+    for (int i = 0; i < M; ++i) {
+      float s = accumulate ? C[i * ldc + j] : 0.0f;
+      for (int k = 0; k < K; ++k) s += A[i * lda + k] * B[k * ldb + j];
+      C[i * ldc + j] = s;
+    }
+  }
+}
+
+float row_max(const float* x, int n) {
+  const float ninf = -__builtin_inff();
+  vf m = splat(ninf);
+  int j = 0;
+  for (; j + VL <= n; j += VL) { const vf v = loadv(x + j); m = m > v ? m : v; }
+  float r = ninf;
+  for (int l = 0; l < VL; ++l) r = r > m[l] ? r : m[l];
+  for (; j < n; ++j) r = r > x[j] ? r : x[j];
+  return r;
+}
+
+// exp(x) for x <= 0 (softmax arguments): Cody–Waite reduction x = n·ln2 + r,
+// |r| ≤ ln2/2, degree-6 Taylor polynomial (relative error ~1.2e-7), 2^n by
+// exponent arithmetic. x < -87 (including -inf) gives exactly 0.
+inline vf exp_neg(vf x) {
+  const vf t = x * 1.44269504088896341f;
+  const vf n = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
+  vf r = x - n * 0.693145751953125f;             // ln2 split in a high part exact in float
+  r = r - n * 1.428606765330187e-06f;
+  vf p = splat(1.0f / 720);
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const vi ni = __builtin_convertvector(n, vi);
+  vi bits = (vi)p + (ni << 23);
+  bits &= (vi)(x >= -87.0f);  // comparison gives all-ones lanes where kept
+  return (vf)bits;
+}
+
+float exp_sum(float* x, int n, float m) {
+  vf s = vf{};
+  int j = 0;
+  for (; j + VL <= n; j += VL) {
+    const vf e = exp_neg(loadv(x + j) - m);
+    storev(x + j, e);
+    s += e;
+  }
+  float tail[VL] = {};
+  for (int l = 0; j + l < n; ++l) tail[l] = x[j + l];
+  vf e = exp_neg(loadv(tail) - m);
+  for (int l = 0; j + l < n; ++l) { x[j + l] = e[l]; s[l] += e[l]; }
+  float total = 0.0f;
+  for (int l = 0; l < VL; ++l) total += s[l];
+  return total;
+}
+
+void scale(float* x, int n, float a) {
+  int j = 0;
+  for (; j + VL <= n; j += VL) storev(x + j, loadv(x + j) * a);
+  for (; j < n; ++j) x[j] *= a;
+}
+
+void load_row(const void* src, DType t, int n, float* dst) {
+  if (t == DType::F32) {
+    __builtin_memcpy(dst, src, sizeof(float) * n);
+    return;
+  }
+  const uint16_t* h = static_cast<const uint16_t*>(src);
+  int j = 0;
+  if (t == DType::BF16) {
+    for (; j < n; ++j) dst[j] = bits_f32(uint32_t(h[j]) << 16);
+    return;
+  }
+#if defined(__F16C__)
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j))));
+#endif
+  for (; j < n; ++j) dst[j] = f16_to_f32(h[j]);
+}
+
+void store_row(const float* src, float a, int n, DType t, void* dst) {
+  if (t == DType::F32) {
+    float* o = static_cast<float*>(dst);
+    for (int j = 0; j < n; ++j) o[j] = src[j] * a;
+    return;
+  }
+  uint16_t* h = static_cast<uint16_t*>(dst);
+  int j = 0;
+  if (t == DType::BF16) {
+    for (; j < n; ++j) h[j] = f32_to_bf16(src[j] * a);
+    return;
+  }
+#if defined(__F16C__)
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + j), _mm256_set1_ps(a));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + j), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
+#endif
+  for (; j < n; ++j) h[j] = f32_to_f16(src[j] * a);
+}
+
+}  // namespace
+
+const CpuMicrokernels& table() {
+  static const CpuMicrokernels t{gemm, row_max, exp_sum, scale, load_row, store_row};
+  return t;
+}
+
+}  // namespace FMHA_ISA_NS
+}  // namespace fmha
