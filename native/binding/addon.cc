@@ -13,14 +13,19 @@ EnvState& env_state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
 
 namespace {
 
-void on_env_teardown(EnvState* st) { drain_async(*st->flight); }
+// Holds its own reference to the flight record: the instance data may be
+// finalized before or after this hook runs.
+void on_env_teardown(std::shared_ptr<EnvState::Flight>* flight) {
+  drain_async(**flight);
+  delete flight;
+}
 
 }  // namespace
 
 Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   auto* st = new EnvState();
   env.SetInstanceData<EnvState>(st);  // deleted by node-addon-api at environment teardown
-  env.AddCleanupHook(on_env_teardown, st);
+  env.AddCleanupHook(on_env_teardown, new std::shared_ptr<EnvState::Flight>(st->flight));
   register_runtime(env, exports);
   register_attention(env, exports);
   register_tensor_functions(env, exports);

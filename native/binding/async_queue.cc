@@ -25,6 +25,14 @@ void deliver(Napi::Env env, Napi::Function, std::nullptr_t*, Entry* e) {
   delete e;
 }
 
+// Drops an entry that will never be delivered; any thread.
+void discard(Entry* e) {
+  Tsfn tsfn = e->tsfn;
+  e->job->abandon();
+  delete e;
+  tsfn.Release();
+}
+
 class Dispatcher {
  public:
   void push(Entry* e) {
@@ -39,45 +47,57 @@ class Dispatcher {
     ready_.notify_one();
   }
 
+  // Removes the queued (not yet started) entries of one environment.
+  std::deque<Entry*> take(const EnvState::Flight* flight) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::deque<Entry*> mine, rest;
+    for (Entry* e : queue_) (e->flight.get() == flight ? mine : rest).push_back(e);
+    queue_.swap(rest);
+    return mine;
+  }
+
  private:
   void loop() {
     for (;;) {
       Entry* e;
+      std::shared_ptr<EnvState::Flight> flight;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         ready_.wait(lock, [&] { return !queue_.empty(); });
         e = queue_.front();
         queue_.pop_front();
+        flight = e->flight;
+        // Counted while still under the queue lock, so a concurrent take() + drain
+        // either removes this entry or waits for it: never a gap in between.
+        std::lock_guard<std::mutex> fl(flight->mutex);
+        ++flight->running;
       }
-      run(e);
-      Tsfn tsfn = e->tsfn;  // e is deleted by deliver() once the call lands
-      if (tsfn.BlockingCall(e) != napi_ok) {
-        e->job->abandon();
-        delete e;
-      }
-      tsfn.Release();
+      process(e);
+      std::lock_guard<std::mutex> fl(flight->mutex);
+      if (--flight->running == 0) flight->idle.notify_all();
     }
   }
 
-  static void run(Entry* e) {
-    EnvState::Flight& f = *e->flight;
-    {
-      std::lock_guard<std::mutex> lock(f.mutex);
-      if (f.closing) {
-        e->status = {StatusCode::Aborted, "the JS environment is shutting down"};
-        return;
+  // Runs the job and hands it to its environment; the thread-safe function is
+  // touched only while counted in flight->running (see drain_async).
+  static void process(Entry* e) {
+    if (__atomic_load_n(&e->flight->closing, __ATOMIC_RELAXED)) {
+      e->status = {StatusCode::Aborted, "the JS environment is shutting down"};
+    } else {
+      try {
+        e->status = e->job->run(&e->flight->closing);
+      } catch (const std::bad_alloc&) {
+        e->status = {StatusCode::OutOfMemory, "out of memory"};
+      } catch (...) {
+        e->status = {StatusCode::Backend, "fmha internal error"};
       }
-      ++f.running;
     }
-    try {
-      e->status = e->job->run(&f.closing);
-    } catch (const std::bad_alloc&) {
-      e->status = {StatusCode::OutOfMemory, "out of memory"};
-    } catch (...) {
-      e->status = {StatusCode::Backend, "fmha internal error"};
+    Tsfn tsfn = e->tsfn;  // e is deleted by deliver() once the call lands
+    if (tsfn.BlockingCall(e) != napi_ok) {
+      e->job->abandon();
+      delete e;
     }
-    std::lock_guard<std::mutex> lock(f.mutex);
-    if (--f.running == 0) f.idle.notify_all();
+    tsfn.Release();
   }
 
   std::mutex mutex_;
@@ -102,8 +122,9 @@ void submit_async(Napi::Env env, std::unique_ptr<AsyncJob> job) {
 }
 
 void drain_async(EnvState::Flight& f) {
-  std::unique_lock<std::mutex> lock(f.mutex);
   __atomic_store_n(&f.closing, 1, __ATOMIC_RELAXED);
+  for (Entry* e : dispatcher().take(&f)) discard(e);
+  std::unique_lock<std::mutex> lock(f.mutex);
   f.idle.wait(lock, [&] { return f.running == 0; });
 }
 

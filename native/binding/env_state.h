@@ -16,8 +16,8 @@ struct EnvState {
   struct Flight {
     std::mutex mutex;
     std::condition_variable idle;
-    int running = 0;           // kernels computing right now for this environment
-    int32_t closing = 0;       // set at teardown: queued jobs skip, running ones abort
+    int running = 0;           // jobs the dispatcher is processing for this environment
+    int32_t closing = 0;       // set at teardown: running kernels abort (read atomically)
   };
   std::shared_ptr<Flight> flight = std::make_shared<Flight>();
 };
