@@ -169,6 +169,12 @@ const CASES: ErrCase[] = [
       return [b.q, b.k, new Tensor('float32', vData, [B, Sk, Hkv, D]), { out: new Tensor('float32', outData, [B, Sq, Hq, D]) }];
     },
   },
+  // options of the wrong JavaScript type: DESIGN lists no code for these; either ARGUMENT or DTYPE names the option
+  { name: "window 'abc'", code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_DTYPE'], msg: [/window/], make: () => withOpts({ window: 'abc' }) },
+  { name: 'window [1] (one entry)', code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_SHAPE'], msg: [/window/], make: () => withOpts({ window: [1] }) },
+  { name: "causal 'yes'", code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_DTYPE'], msg: [/causal/], make: () => withOpts({ causal: 'yes' }) },
+  { name: "scale '0.5' (a string)", code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_DTYPE'], msg: [/scale/], make: () => withOpts({ scale: '0.5' }) },
+  { name: 'out null', code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_DTYPE'], msg: [/\bout\b/], make: () => withOpts({ out: null }) },
   { name: "backend 'gpu' (not a backend name)", code: 'ERR_FMHA_ARGUMENT', msg: [/backend/], make: () => withOpts({ backend: 'gpu' }) },
   // ---- ERR_FMHA_BACKEND
   {
@@ -203,6 +209,19 @@ for (const c of CASES) {
     }
   });
 }
+
+errs('opts = null: no options, or an FmhaError; never a TypeError', async () => {
+  const { q, k, v } = randomQKV(12200, { B, Sq, Sk, Hq, Hkv, D });
+  for (const kind of KINDS) {
+    let p: Promise<unknown> | undefined;
+    try { p = FN[kind].async(q, k, v, null as unknown as AttentionOptions); } catch (err) { assert.unreachable(`${kind}: threw synchronously: ${describe(err)}`); }
+    const a = await p!.then((x) => x, (e: unknown) => e);
+    if (!(a instanceof Tensor)) assert.instance(a, FmhaError, `${kind} async with opts null: ${describe(a)}`);
+    let s: unknown;
+    try { s = FN[kind].sync(q, k, v, null as unknown as AttentionOptions); } catch (e) { s = e; }
+    if (!(s instanceof Tensor)) assert.instance(s, FmhaError, `${kind} sync with opts null: ${describe(s)}`);
+  }
+});
 
 errs('with returnLse: true the same validation applies', async () => {
   const [q, k, v] = withOpts({});
