@@ -169,6 +169,11 @@ const CASES: ErrCase[] = [
       return [b.q, b.k, new Tensor('float32', vData, [B, Sk, Hkv, D]), { out: new Tensor('float32', outData, [B, Sq, Hq, D]) }];
     },
   },
+  {
+    // DESIGN §2: outputs are contiguous; a padded view as out must be refused, not written as if contiguous
+    name: 'out a strided (row-padded) view', code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_SHAPE'], msg: [/\bout\b/],
+    make: () => withOpts({ out: new Tensor('float32', new Float32Array(B * Sq * Hq * (D + 4)).fill(NaN), [B, Sq, Hq, D], [Sq * Hq * (D + 4), Hq * (D + 4), D + 4, 1]) }),
+  },
   // options of the wrong JavaScript type: DESIGN lists no code for these; either ARGUMENT or DTYPE names the option
   { name: "window 'abc'", code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_DTYPE'], msg: [/window/], make: () => withOpts({ window: 'abc' }) },
   { name: 'window [1] (one entry)', code: ['ERR_FMHA_ARGUMENT', 'ERR_FMHA_SHAPE'], msg: [/window/], make: () => withOpts({ window: [1] }) },
