@@ -24,7 +24,7 @@ export interface AttentionOptions {
   bias?: Tensor;
   /** Also return lse = log Σ exp(s) over visible keys, natural log, float32 `[B, Hq, Sq]`. */
   returnLse?: boolean;
-  /** Preallocated output `[B, Sq, Hq, Dv]` in q's dtype; the call resolves to this object. */
+  /** Preallocated contiguous output `[B, Sq, Hq, Dv]` in q's dtype, not overlapping an input; the call resolves to this object. */
   out?: Tensor;
   /** Where to compute: 'auto' (where the tensors live), 'cpu' or 'cuda'. Default 'auto'. */
   backend?: 'auto' | 'cpu' | 'cuda';
@@ -55,12 +55,15 @@ function wrapResult(r: NativeAttentionResult, q: Tensor, opts: AttentionOptions)
   return { out, lse: new Tensor('float32', r.lse!, r.lseShape!) };
 }
 
-function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor | AttentionWithLse {
+// `opts` may be undefined or null (no options); anything else goes to the binding to validate.
+function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions | null): Tensor | AttentionWithLse {
+  const opts = options ?? {};
   if (opts.signal?.aborted) throw abortError(opts.signal);
   return wrapResult(native.attentionSync(kind, q, k, v, toNativeOptions(opts)), q, opts);
 }
 
-async function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<Tensor | AttentionWithLse> {
+async function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions | null): Promise<Tensor | AttentionWithLse> {
+  const opts = options ?? {};
   const { signal } = opts;
   if (signal?.aborted) throw abortError(signal);
   const flag = signal ? new Int32Array(1) : undefined;

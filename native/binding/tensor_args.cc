@@ -55,7 +55,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 
 Napi::TypedArray expect_typed_array(const Napi::Value& v, napi_typedarray_type type, const std::string& name) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    fail(code::kDtype, name + " must be a " + typed_array_name(type) + ", got " + describe(v));
+    fail(code::kDtype, name + " must be " + (type == napi_int32_array ? "an " : "a ") + typed_array_name(type) +
+                           ", got " + describe(v));
   return v.As<Napi::TypedArray>();
 }
 
