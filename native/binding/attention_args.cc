@@ -76,6 +76,20 @@ Backend read_backend(const Napi::Object& o) {
   fail(code::kBackend, "opts.backend 'cuda': CUDA attention kernels are not in this build yet");
 }
 
+// An optional typed-array option of exactly `count` elements (kept alive with the call); null when absent.
+template <typename T>
+const T* read_array_option(const Napi::Object& o, const char* key, napi_typedarray_type type, int64_t count,
+                           const char* per, AttentionCall& call) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return nullptr;
+  const std::string name = std::string("opts.") + key;
+  Napi::TypedArray a = expect_typed_array(v, type, name);
+  if (int64_t(a.ElementLength()) != count)
+    fail(code::kShape, name + " must have " + per + " (" + str(count) + " elements), got " + str(a.ElementLength()));
+  call.inputs.push_back(a);
+  return reinterpret_cast<const T*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+
 const std::set<std::string>& known_options() {
   static const std::set<std::string> keys = {"causal", "scale", "window", "softcap", "alibiSlopes", "seqlensK",
                                              "bias", "returnLse", "out", "backend", "abortFlag"};
@@ -145,32 +159,16 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
     }
   }
 
-  Napi::Value av = o.Get("alibiSlopes");
-  if (!av.IsUndefined()) {
-    Napi::TypedArray a = expect_typed_array(av, napi_float32_array, "opts.alibiSlopes");
-    if (int64_t(a.ElementLength()) != p.Hq)
-      fail(code::kShape, "opts.alibiSlopes must have one slope per query head (" + str(p.Hq) + "), got " +
-                             str(a.ElementLength()));
-    p.alibi_slopes = reinterpret_cast<const float*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-    for (int64_t h = 0; h < p.Hq; ++h)
-      if (!std::isfinite(p.alibi_slopes[h]))
-        fail(code::kArgument, "opts.alibiSlopes[" + str(h) + "] must be finite, got " + std::to_string(p.alibi_slopes[h]));
-    call.inputs.push_back(a);
-  }
+  p.alibi_slopes = read_array_option<float>(o, "alibiSlopes", napi_float32_array, p.Hq, "one slope per query head", call);
+  for (int64_t h = 0; p.alibi_slopes && h < p.Hq; ++h)
+    if (!std::isfinite(p.alibi_slopes[h]))
+      fail(code::kArgument, "opts.alibiSlopes[" + str(h) + "] must be finite, got " + std::to_string(p.alibi_slopes[h]));
 
-  Napi::Value sv = o.Get("seqlensK");
-  if (!sv.IsUndefined()) {
-    Napi::TypedArray a = expect_typed_array(sv, napi_int32_array, "opts.seqlensK");
-    if (int64_t(a.ElementLength()) != p.B)
-      fail(code::kShape, "opts.seqlensK must have one length per batch entry (" + str(p.B) + "), got " +
-                             str(a.ElementLength()));
-    p.seqlens_k = reinterpret_cast<const int32_t*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-    for (int64_t b = 0; b < p.B; ++b)
-      if (p.seqlens_k[b] < 0 || p.seqlens_k[b] > p.Sk)
-        fail(code::kArgument, "opts.seqlensK[" + str(b) + "] must be in [0, " + str(p.Sk) + "] (seqK), got " +
-                                  str(p.seqlens_k[b]));
-    call.inputs.push_back(a);
-  }
+  p.seqlens_k = read_array_option<int32_t>(o, "seqlensK", napi_int32_array, p.B, "one length per batch entry", call);
+  for (int64_t b = 0; p.seqlens_k && b < p.B; ++b)
+    if (p.seqlens_k[b] < 0 || p.seqlens_k[b] > p.Sk)
+      fail(code::kArgument, "opts.seqlensK[" + str(b) + "] must be in [0, " + str(p.Sk) + "] (seqK), got " +
+                                str(p.seqlens_k[b]));
 
   std::vector<TensorArg> read_inputs = {q, k, v};
   Napi::Value bv = o.Get("bias");
@@ -192,13 +190,7 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
 
   call.backend = read_backend(o);
 
-  Napi::Value fv = o.Get("abortFlag");
-  if (!fv.IsUndefined()) {
-    Napi::TypedArray a = expect_typed_array(fv, napi_int32_array, "opts.abortFlag");
-    if (a.ElementLength() < 1) fail(code::kShape, "opts.abortFlag must have at least 1 element");
-    call.abort_flag = reinterpret_cast<const int32_t*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-    call.inputs.push_back(a);
-  }
+  call.abort_flag = read_array_option<int32_t>(o, "abortFlag", napi_int32_array, 1, "one flag", call);
 
   // Outputs: the caller's `out` (validated) or new arrays; allocation comes last.
   call.out_shape = {p.B, p.Sq, p.Hq, p.Dv};

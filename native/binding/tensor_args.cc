@@ -64,6 +64,9 @@ TensorArg read_tensor(const Napi::Value& v, const std::string& name) {
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
     fail(code::kDtype, name + " must be a Tensor, got " + describe(v));
   Napi::Object o = v.As<Napi::Object>();
+  if (!o.Has("dtype") || !o.Has("shape") || !o.Has("data"))
+    fail(code::kDtype, name + " must be a Tensor ({ dtype, shape, data }), got an object without " +
+                           (!o.Has("dtype") ? "dtype" : !o.Has("shape") ? "shape" : "data"));
   TensorArg t;
   t.name = name;
 
