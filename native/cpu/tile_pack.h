@@ -7,7 +7,7 @@
 
 namespace fmha {
 
-// Address of row `row` (a token) of a tensor whose rows are `row_stride` elements apart.
+// Address of the element `offset_elems` elements past base.
 inline const void* row_ptr(const void* base, DType t, int64_t offset_elems) {
   return static_cast<const char*>(base) + offset_elems * dtype_size(t);
 }
