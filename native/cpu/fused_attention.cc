@@ -1,64 +1,87 @@
-// FlashAttention-2-style forward pass on the CPU (Dao 2023, Alg. 1): a task is
-// (batch, query head, block of kBlockQ query rows); K/V stream through in blocks
-// of kBlockK keys with the online softmax (running max m, sum l, rescaled
-// accumulator), so memory is O(S·D). Blocks outside every row's visible key
-// interval are never touched; blocks inside all of them skip per-element masks.
+// FlashAttention-2-style forward pass on the CPU (Dao 2023, Alg. 1). A unit of
+// work is (batch, query head, block of kBlockQ query rows); K/V stream through
+// in blocks of kKeyBlock keys with the online softmax (running max m, sum l,
+// rescaled accumulator), so memory is O(S·D). Blocks outside every row's
+// visible key interval are never touched; blocks inside all of them skip
+// per-element masks.
+//
+// Scheduling: units are ordered (b, kv head, query head of the group, query
+// block) and cut into contiguous chunks of equal cost (visible keys), claimed
+// dynamically. Units that share a kv head run back to back on one thread, so
+// its KvBlockCache packs each K/V block once per thread instead of once per
+// query block, and causal or ragged work stays balanced.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <vector>
 
 #include "cpu/attention_cpu.h"
 #include "cpu/cpu_features.h"
+#include "cpu/kv_block_cache.h"
 #include "cpu/microkernels.h"
 #include "cpu/scratch.h"
 #include "cpu/score_policy.h"
 #include "cpu/thread_pool.h"
 #include "cpu/tile_pack.h"
+#include "cpu/work_partition.h"
 
 namespace fmha {
 namespace {
 
 constexpr int kBlockQ = 64;
-constexpr int kBlockK = 64;
+constexpr int kKeyBlock = KvBlockCache::kKeyBlock;
+constexpr int kChunksPerThread = 4;           // slack for dynamic balancing on a shared machine
+constexpr int64_t kMinFlopsPerThread = 4e6;   // below this an extra thread costs more than it saves
 
-struct FusedScratch {
-  float *q, *kt, *v, *s, *acc, *m, *l, *row_tmp;
+// One thread's working set: query block, score tile, accumulator and the K/V
+// cache, carved out of the thread's persistent arena.
+struct ThreadWork {
+  float *q, *s, *acc, *m, *l;
   KeyRange* ranges;
+  std::optional<KvBlockCache> cache;
 
   static int64_t floats(const AttentionParams& p) {
-    const int64_t kr = sizeof(KeyRange) / sizeof(float);
-    return kBlockQ * p.D + p.D * kBlockK + kBlockK * p.Dv + kBlockQ * kBlockK + kBlockQ * p.Dv +
-           2 * kBlockQ + std::max(p.D, p.Dv) + kBlockQ * kr;
+    return kBlockQ * (sizeof(KeyRange) / sizeof(float)) + kBlockQ * p.D + kBlockQ * kKeyBlock +
+           kBlockQ * p.Dv + 2 * kBlockQ + KvBlockCache::floats(p);
   }
-  FusedScratch(const AttentionParams& p, float* base) {
-    ranges = reinterpret_cast<KeyRange*>(base);  // first: the buffer start is aligned for int64
+  ThreadWork(const AttentionParams& p, const CpuMicrokernels& mk, float* base) {
+    ranges = reinterpret_cast<KeyRange*>(base);  // first: the arena is 64-byte aligned
     base += kBlockQ * (sizeof(KeyRange) / sizeof(float));
-    q = base;           base += kBlockQ * p.D;
-    kt = base;          base += p.D * kBlockK;
-    v = base;           base += kBlockK * p.Dv;
-    s = base;           base += kBlockQ * kBlockK;
-    acc = base;         base += kBlockQ * p.Dv;
-    m = base;           base += kBlockQ;
-    l = base;           base += kBlockQ;
-    row_tmp = base;
+    q = base;    base += kBlockQ * p.D;
+    s = base;    base += kBlockQ * kKeyBlock;
+    acc = base;  base += kBlockQ * p.Dv;
+    m = base;    base += kBlockQ;
+    l = base;    base += kBlockQ;
+    cache.emplace(p, mk, base);
   }
 };
 
-// One (b, h, query block). Returns false when aborted.
-bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernels& mk,
-                 int64_t b, int64_t h, int64_t i0, FusedScratch& w) {
-  const int rows = int(std::min<int64_t>(kBlockQ, p.Sq - i0));
-  const int64_t hk = h / (p.Hq / p.Hkv);
+struct Unit {
+  int64_t b, h, i0;
+};
+
+// Unit u in (b, kv head, query head of the group, query block) order.
+Unit unit_at(const AttentionParams& p, int64_t q_blocks, int64_t u) {
+  const int64_t qb = u % q_blocks, bh = u / q_blocks;  // bh = (b·Hkv + hk)·group + g = b·Hq + h
+  return {bh / p.Hq, bh % p.Hq, qb * kBlockQ};
+}
+
+// One unit. Returns false when aborted.
+bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernels& mk, Unit u,
+                 ThreadWork& w) {
+  const int rows = int(std::min<int64_t>(kBlockQ, p.Sq - u.i0));
+  const int64_t hk = u.h / (p.Hq / p.Hkv);
   const int D = int(p.D), Dv = int(p.Dv);
-  const ScorePolicy policy(p, b, h);
+  const ScorePolicy policy(p, u.b, u.h);
   const float ninf = -std::numeric_limits<float>::infinity();
 
   // Union and intersection of the rows' visible key intervals.
   int64_t k_begin = std::numeric_limits<int64_t>::max(), k_end = 0;
   int64_t all_lo = 0, all_hi = std::numeric_limits<int64_t>::max();
   for (int r = 0; r < rows; ++r) {
-    const KeyRange kr = policy.keys(i0 + r);
+    const KeyRange kr = policy.keys(u.i0 + r);
     w.ranges[r] = kr;
     if (kr.hi > kr.lo) { k_begin = std::min(k_begin, kr.lo); k_end = std::max(k_end, kr.hi); }
     all_lo = std::max(all_lo, kr.lo);
@@ -68,22 +91,22 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   }
   std::fill(w.acc, w.acc + int64_t(rows) * Dv, 0.0f);
 
-  const void* q0 = row_ptr(p.q, p.dtype, b * p.q_stride[0] + i0 * p.q_stride[1] + h * p.q_stride[2]);
+  const void* q0 = row_ptr(p.q, p.dtype, u.b * p.q_stride[0] + u.i0 * p.q_stride[1] + u.h * p.q_stride[2]);
   pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, p.scale, w.q, D);
+  w.cache->select(u.b, hk);
 
-  const int64_t k_off = b * p.k_stride[0] + hk * p.k_stride[2];
-  const int64_t v_off = b * p.v_stride[0] + hk * p.v_stride[2];
-  for (int64_t j0 = k_begin; j0 < k_end; j0 += kBlockK) {
+  // Whole cached blocks, clipped to the visible keys.
+  for (int64_t blk = k_begin / kKeyBlock; blk * kKeyBlock < k_end; ++blk) {
     if (ctx.aborted()) return false;
-    const int n = int(std::min<int64_t>(kBlockK, k_end - j0));
-    pack_transposed(mk, row_ptr(p.k, p.dtype, k_off + j0 * p.k_stride[1]), p.dtype, p.k_stride[1], n, D,
-                    w.kt, kBlockK, w.row_tmp);
-    mk.gemm(w.q, D, w.kt, kBlockK, w.s, kBlockK, rows, n, D, false);
+    const int64_t j0 = std::max(blk * kKeyBlock, k_begin);
+    const int skip = int(j0 - blk * kKeyBlock);
+    const int n = int(std::min<int64_t>((blk + 1) * kKeyBlock, k_end) - j0);
+    mk.gemm(w.q, D, w.cache->kt(blk) + skip, kKeyBlock, w.s, kKeyBlock, rows, n, D, false);
 
     const bool needs_mask = j0 < all_lo || j0 + n > all_hi;
     for (int r = 0; r < rows; ++r) {
-      float* s = w.s + r * kBlockK;
-      if (needs_mask || policy.has_hooks()) policy.apply(s, i0 + r, j0, n, w.ranges[r], needs_mask);
+      float* s = w.s + r * kKeyBlock;
+      if (needs_mask || policy.has_hooks()) policy.apply(s, u.i0 + r, j0, n, w.ranges[r], needs_mask);
       const float m_new = std::max(w.m[r], mk.row_max(s, n));
       if (m_new == ninf) {  // nothing visible yet in this row
         std::fill(s, s + n, 0.0f);
@@ -94,54 +117,72 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
       if (alpha != 1.0f) mk.scale(w.acc + int64_t(r) * Dv, Dv, alpha);
       w.m[r] = m_new;
     }
-
-    const float* vb;
-    int64_t ldv;
-    const void* v0 = row_ptr(p.v, p.dtype, v_off + j0 * p.v_stride[1]);
-    if (p.dtype == DType::F32) {
-      vb = static_cast<const float*>(v0);
-      ldv = p.v_stride[1];
-    } else {
-      pack_rows(mk, v0, p.dtype, p.v_stride[1], n, Dv, 1.0f, w.v, Dv);
-      vb = w.v;
-      ldv = Dv;
-    }
-    mk.gemm(w.s, kBlockK, vb, ldv, w.acc, Dv, rows, Dv, n, true);
+    mk.gemm(w.s, kKeyBlock, w.cache->v(blk) + int64_t(skip) * Dv, Dv, w.acc, Dv, rows, Dv, n, true);
   }
 
   for (int r = 0; r < rows; ++r) {
-    const int64_t i = i0 + r;
+    const int64_t i = u.i0 + r;
     const float l = w.l[r];
     void* o = static_cast<char*>(p.out) +
-              (b * p.o_stride[0] + i * p.o_stride[1] + h * p.o_stride[2]) * dtype_size(p.dtype);
+              (u.b * p.o_stride[0] + i * p.o_stride[1] + u.h * p.o_stride[2]) * dtype_size(p.dtype);
     mk.store_row(w.acc + int64_t(r) * Dv, l > 0 ? 1.0f / l : 0.0f, Dv, p.dtype, o);
-    if (p.lse) p.lse[(b * p.Hq + h) * p.Sq + i] = l > 0 ? w.m[r] + std::log(l) : ninf;
+    if (p.lse) p.lse[(u.b * p.Hq + u.h) * p.Sq + i] = l > 0 ? w.m[r] + std::log(l) : ninf;
   }
   return true;
+}
+
+// Cost prefix over units: visible (query, key) pairs plus a per-row term for
+// the softmax and output work that does not scale with keys.
+std::vector<int64_t> unit_cost_prefix(const AttentionParams& p, int64_t q_blocks, int64_t units) {
+  std::vector<int64_t> prefix(size_t(units) + 1, 0);
+  for (int64_t u = 0; u < units; ++u) {
+    const Unit un = unit_at(p, q_blocks, u);
+    const ScorePolicy policy(p, un.b, un.h);
+    const int64_t rows = std::min<int64_t>(kBlockQ, p.Sq - un.i0);
+    int64_t cost = rows * (p.D + p.Dv);
+    for (int64_t r = 0; r < rows; ++r) {
+      const KeyRange kr = policy.keys(un.i0 + r);
+      cost += std::max<int64_t>(0, kr.hi - kr.lo);
+    }
+    prefix[size_t(u) + 1] = prefix[size_t(u)] + cost;
+  }
+  return prefix;
 }
 
 }  // namespace
 
 Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx) {
   const int64_t q_blocks = (p.Sq + kBlockQ - 1) / kBlockQ;
-  const int64_t heads = p.B * p.Hq;
-  const int64_t tasks = q_blocks * heads;
-  if (tasks == 0) return {};
-  const int threads = int(std::min<int64_t>(ctx.num_threads, tasks));
-  ThreadScratch scratch;
-  Status st = scratch.allocate(threads, FusedScratch::floats(p), ctx.max_scratch_bytes, "fused attention");
+  const int64_t units = q_blocks * p.B * p.Hq;
+  if (units == 0) return {};
+
+  const std::vector<int64_t> prefix = unit_cost_prefix(p, q_blocks, units);
+  const double flops = 2.0 * double(p.D + p.Dv) * double(prefix.back());
+  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(
+      std::min<int64_t>(ctx.num_threads, units), int64_t(flops / double(kMinFlopsPerThread)))));
+  const std::vector<int64_t> chunks = equal_cost_chunks(prefix, int64_t(threads) * kChunksPerThread);
+
+  const int64_t floats = ThreadWork::floats(p);
+  Status st = check_scratch(threads, floats, ctx.max_scratch_bytes, "fused attention");
   if (!st.ok()) return st;
 
   const CpuMicrokernels& mk = cpu_microkernels(cpu_features().isa);
-  std::atomic<bool> aborted{false};
-  // Query blocks are ordered last to first: with a causal mask the last blocks
-  // see the most keys, so the longest tasks start first (LPT scheduling).
-  parallel_for(threads, tasks, [&](int64_t t, int thread) {
-    if (aborted.load(std::memory_order_relaxed)) return;
-    const int64_t qb = q_blocks - 1 - t / heads, bh = t % heads;
-    FusedScratch w(p, scratch.thread(thread));
-    if (!query_block(p, ctx, mk, bh / p.Hq, bh % p.Hq, qb * kBlockQ, w)) aborted = true;
+  std::vector<std::optional<ThreadWork>> work(static_cast<size_t>(threads));  // built on each thread's first chunk
+  std::atomic<bool> aborted{false}, out_of_memory{false};
+  parallel_for(threads, int64_t(chunks.size()) - 1, [&](int64_t c, int thread) {
+    if (aborted.load(std::memory_order_relaxed) || out_of_memory.load(std::memory_order_relaxed)) return;
+    std::optional<ThreadWork>& w = work[size_t(thread)];
+    if (!w) {
+      float* arena = thread_arena(floats);
+      if (!arena) { out_of_memory = true; return; }
+      w.emplace(p, mk, arena);
+    }
+    for (int64_t u = chunks[size_t(c)]; u < chunks[size_t(c) + 1]; ++u)
+      if (!query_block(p, ctx, mk, unit_at(p, q_blocks, u), *w)) { aborted = true; return; }
   });
+  if (out_of_memory)
+    return {StatusCode::OutOfMemory, "fused attention: allocating " + std::to_string(floats * 4) +
+                                         " bytes of per-thread scratch failed"};
   if (aborted) return {StatusCode::Aborted, "aborted"};
   return {};
 }

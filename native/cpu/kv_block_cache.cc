@@ -1,0 +1,41 @@
+#include "cpu/kv_block_cache.h"
+
+#include <algorithm>
+#include <cstring>
+#include "cpu/tile_pack.h"
+
+namespace fmha {
+
+int64_t KvBlockCache::floats(const AttentionParams& p) {
+  const int64_t blocks = (p.Sk + kKeyBlock - 1) / kKeyBlock;
+  return blocks * kKeyBlock * (p.D + p.Dv) + std::max(p.D, p.Dv) + (blocks + 3) / 4;
+}
+
+KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, float* buf)
+    : p_(p), mk_(mk), blocks_((p.Sk + kKeyBlock - 1) / kKeyBlock) {
+  kt_ = buf;
+  v_ = kt_ + blocks_ * kKeyBlock * p.D;
+  row_tmp_ = v_ + blocks_ * kKeyBlock * p.Dv;
+  packed_ = reinterpret_cast<uint8_t*>(row_tmp_ + std::max(p.D, p.Dv));
+}
+
+void KvBlockCache::select(int64_t b, int64_t hk) {
+  if (b == b_ && hk == hk_) return;
+  b_ = b;
+  hk_ = hk;
+  std::memset(packed_, 0, size_t(blocks_));
+}
+
+void KvBlockCache::pack(int64_t j) {
+  const int64_t j0 = j * kKeyBlock;
+  const int n = int(std::min<int64_t>(kKeyBlock, p_.Sk - j0));
+  const int64_t k_off = b_ * p_.k_stride[0] + hk_ * p_.k_stride[2] + j0 * p_.k_stride[1];
+  const int64_t v_off = b_ * p_.v_stride[0] + hk_ * p_.v_stride[2] + j0 * p_.v_stride[1];
+  pack_transposed(mk_, row_ptr(p_.k, p_.dtype, k_off), p_.dtype, p_.k_stride[1], n, int(p_.D),
+                  kt_ + j * kKeyBlock * p_.D, kKeyBlock, row_tmp_);
+  pack_rows(mk_, row_ptr(p_.v, p_.dtype, v_off), p_.dtype, p_.v_stride[1], n, int(p_.Dv), 1.0f,
+            v_ + j * kKeyBlock * p_.Dv, p_.Dv);
+  packed_[j] = 1;
+}
+
+}  // namespace fmha
