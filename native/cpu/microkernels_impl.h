@@ -9,7 +9,7 @@
 #include <cstdint>
 #include "core/dtype.h"
 #include "cpu/microkernels.h"
-#if defined(__F16C__)
+#if defined(__F16C__) || FMHA_VEC_BYTES == 64
 #include <immintrin.h>
 #endif
 
@@ -80,25 +80,35 @@ float row_max(const float* x, int n) {
   return r;
 }
 
-// exp(x) for x <= 0 (softmax arguments): Cody–Waite reduction x = n·ln2 + r,
-// |r| ≤ ln2/2, degree-6 Taylor polynomial (relative error ~1.2e-7), 2^n by
-// exponent arithmetic. x < -87 (including -inf) gives exactly 0.
+// exp(x) for x <= 0 (softmax arguments) as 2^t, t = x·log2(e) = n + r with
+// n = round(t), |r| ≤ 1/2: a degree-5 minimax polynomial for 2^r (relative
+// error 2.3e-7 with float rounding; t's own rounding costs at most ~1e-7 of the
+// largest weight), times 2^n. x < -87 (including -inf) gives exactly 0.
+// AVX-512 does the rounding and the 2^n scaling in one instruction each (the
+// maskz forms: GCC 12 warns on the plain ones' undefined-register source).
 inline vf exp_neg(vf x) {
-  const vf t = x * 1.44269504088896341f;
+  vf t = x * 1.44269504088896341f;
+#if FMHA_VEC_BYTES == 64
+  t = t > -200.0f ? t : splat(-200.0f);  // also maps -inf and NaN; 2^-200 underflows to exactly 0
+  const vf n = (vf)_mm512_maskz_roundscale_ps(0xFFFF, (__m512)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
   const vf n = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
-  vf r = x - n * 0.693145751953125f;             // ln2 split in a high part exact in float
-  r = r - n * 1.428606765330187e-06f;
-  vf p = splat(1.0f / 720);
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+#endif
+  const vf r = t - n;
+  vf p = splat(1.327645848505199e-3f);
+  p = p * r + 9.675541892647743e-3f;
+  p = p * r + 5.550713464617729e-2f;
+  p = p * r + 2.4022120237350464e-1f;
+  p = p * r + 6.931469440460205e-1f;
+  p = p * r + 1.0000001192092896f;
+#if FMHA_VEC_BYTES == 64
+  return (vf)_mm512_maskz_scalef_ps(0xFFFF, (__m512)p, (__m512)n);
+#else
   const vi ni = __builtin_convertvector(n, vi);
   vi bits = (vi)p + (ni << 23);
   bits &= (vi)(x >= -87.0f);  // comparison gives all-ones lanes where kept
   return (vf)bits;
+#endif
 }
 
 float exp_sum(float* x, int n, float m) {
