@@ -1,6 +1,6 @@
-import { native, type BackendsInfo } from './native.js';
+import { native, type BackendsInfo, type CpuPeak } from './native.js';
 
-export type { BackendsInfo, CudaDeviceInfo } from './native.js';
+export type { BackendsInfo, CpuPeak, CudaDeviceInfo } from './native.js';
 
 /** What this build and machine offer: the CPU's SIMD path and threads, CUDA devices or why there are none. */
 export function backends(): BackendsInfo {
@@ -15,4 +15,14 @@ export function backends(): BackendsInfo {
  */
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
+}
+
+/**
+ * Measures this machine's float32 multiply-add rate (independent FMA chains at
+ * the SIMD width fmha uses, on the current thread count): the ceiling to read
+ * any attention GFLOP/s against. Blocks the calling thread for about `seconds`.
+ * @param seconds run time in [0.01, 10], default 0.25
+ */
+export function measureCpuPeak(seconds?: number): CpuPeak {
+  return native.measureCpuPeak(seconds);
 }

@@ -4,4 +4,4 @@ export {
   attention, attentionSync, vanillaAttention, vanillaAttentionSync,
   type AttentionOptions, type AttentionWithLse,
 } from './attention.js';
-export { backends, setNumThreads, type BackendsInfo, type CudaDeviceInfo } from './backends.js';
+export { backends, measureCpuPeak, setNumThreads, type BackendsInfo, type CpuPeak, type CudaDeviceInfo } from './backends.js';

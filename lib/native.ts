@@ -70,6 +70,15 @@ export interface BackendsInfo {
 
 export type AttentionKind = 'fused' | 'vanilla';
 
+/** The machine's measured float32 multiply-add rate on fmha's SIMD path. */
+export interface CpuPeak {
+  /** Aggregate GFLOP/s (2 FLOPs per multiply-add) over `threads` threads. */
+  gflops: number;
+  threads: number;
+  /** The SIMD path measured: 'avx512' | 'avx2' | 'scalar' | 'neon'. */
+  isa: string;
+}
+
 export interface Binding {
   init(errorClass: typeof FmhaError): void;
   attentionSync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
@@ -84,6 +93,7 @@ export interface Binding {
   fromFloat32(data: Float32Array, dtype: DType): TensorData;
   backends(): BackendsInfo;
   setNumThreads(n: number): void;
+  measureCpuPeak(seconds?: number): CpuPeak;
 }
 
 function addonPath(): string {

@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { backends, setNumThreads, FmhaError, attention, vanillaAttentionSync } from '../lib/index.js';
+import { backends, measureCpuPeak, setNumThreads, FmhaError, attention, vanillaAttentionSync } from '../lib/index.js';
 import { relFrobenius, readValues, bitwiseEqual } from './reference.js';
 import { randomQKV, run, checkResult, assertFmhaError, catchSync, KINDS } from './helpers.js';
 
@@ -38,6 +38,15 @@ b('reports the CPU path, thread count, AMX, and CUDA availability', () => {
   (info.cpu as { threads: number }).threads = 12345;
   assert.is.not(backends().cpu.threads, 12345);
 });
+b('measureCpuPeak reports a positive rate on the current threads and path; bad durations are errors', () => {
+  const p = measureCpuPeak(0.02);
+  assert.ok(p.gflops > 0 && Number.isFinite(p.gflops), `gflops = ${p.gflops}`);
+  assert.is(p.threads, backends().cpu.threads);
+  assert.is(p.isa, backends().cpu.isa);
+  for (const bad of [0, -1, 11, NaN, '1'] as unknown[])
+    assertFmhaError(catchSync(() => measureCpuPeak(bad as number)), 'ERR_FMHA_ARGUMENT', [/seconds/], `measureCpuPeak(${String(bad)})`);
+});
+
 b.run();
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include "binding/runtime_config.h"
 #include "core/cuda_info.h"
 #include "cpu/cpu_features.h"
+#include "cpu/fma_peak.h"
 #include "cpu/thread_pool.h"
 
 namespace fmha {
@@ -77,6 +78,21 @@ Napi::Value js_set_num_threads(const Napi::CallbackInfo& info) {
   });
 }
 
+// Blocks the calling thread for about `seconds` (0.01–10): meant for benchmarks.
+Napi::Value measure_cpu_peak(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const double secs = info[0].IsUndefined() ? 0.25 : info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : NAN;
+    if (!(secs >= 0.01 && secs <= 10))
+      fail(code::kArgument, "measureCpuPeak(seconds): seconds must be in [0.01, 10], got " + describe(info[0]));
+    const int threads = get_num_threads();
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("gflops", measure_fma_gflops(threads, secs));
+    r.Set("threads", threads);
+    r.Set("isa", isa_name(cpu_features().isa));
+    return r;
+  });
+}
+
 }  // namespace
 
 int64_t max_scratch_bytes() {
@@ -88,6 +104,7 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, init, "init"));
   exports.Set("backends", Napi::Function::New(env, backends, "backends"));
   exports.Set("setNumThreads", Napi::Function::New(env, js_set_num_threads, "setNumThreads"));
+  exports.Set("measureCpuPeak", Napi::Function::New(env, measure_cpu_peak, "measureCpuPeak"));
 }
 
 }  // namespace fmha

@@ -23,6 +23,9 @@ struct CpuMicrokernels {
   void (*load_row)(const void* src, DType t, int n, float* dst);
   // dst[j] = dtype(src[j] * a), rounded to nearest even.
   void (*store_row)(const float* src, float a, int n, DType t, void* dst);
+  // `iters` rounds of independent multiply-adds at this path's vector width;
+  // returns the FLOPs done. The machine limit the benchmarks report against.
+  double (*fma_probe)(int64_t iters);
 };
 
 const CpuMicrokernels& cpu_microkernels(Isa isa);

@@ -173,10 +173,25 @@ void store_row(const float* src, float a, int n, DType t, void* dst) {
   for (; j < n; ++j) h[j] = f32_to_f16(src[j] * a);
 }
 
+// More independent chains than FMA latency × FMA pipes, so the loop is bound by
+// FMA throughput alone; the empty asm keeps the chains from being optimized out.
+double fma_probe(int64_t iters) {
+  constexpr int kChains = 12;
+  vf acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = splat(1e-3f * float(c));
+  const vf a = splat(0.999f), b = splat(1e-6f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
+  }
+  for (int c = 0; c < kChains; ++c) __asm__ volatile("" : : "x"(acc[c]));
+  return 2.0 * VL * kChains * double(iters);
+}
+
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, row_max, exp_sum, scale, load_row, store_row};
+  static const CpuMicrokernels t{gemm, row_max, exp_sum, scale, load_row, store_row, fma_probe};
   return t;
 }
 
