@@ -1,80 +1,195 @@
-// CPU benchmark: fused vs vanilla, side by side in one run (tinybench), with
-// GFLOP/s and the fused/vanilla ratio per shape, plus the peak RSS of each
-// kernel in a fresh process. `npm run bench` runs the grid; `npx fmha bench` a
-// short version. Results go to bench/results/cpu-<date>.json.
+// CPU benchmark suite: fused vs vanilla vs onnxruntime-node (the peer a Node
+// user would otherwise pick), side by side in one run with tinybench, read
+// against the machine's FMA rate measured in the same run. Prints a table of
+// ms, GFLOP/s, % of the FMA peak and ratios; writes bench/results/cpu-<date>.json
+// and an SVG chart next to it.
+//   npm run bench                       the full grid (B, H, D, S, causal, dtype)
+//   node dist/bench/cpu.js --filter RE  only shapes whose label matches RE
+//   npx fmha bench                      a short grid with a progress bar
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
-import { attentionSync, vanillaAttentionSync, backends } from '../lib/index.js';
+import { attentionSync, vanillaAttentionSync, backends, measureCpuPeak } from '../lib/index.js';
+import { renderChartPanels, type ChartSpec } from './chart.js';
 import { attentionFlops, label, qkv, type Shape } from './shapes.js';
 
-interface Row { shape: string; fusedMs: number; vanillaMs: number; fusedGflops: number; vanillaGflops: number; speedup: number }
-interface RssRow { kernel: string; S: number; peakRssBytes?: number; baselineRssBytes?: number; ms?: number; error?: string }
+type Outcome = { ms: number; gflops: number; peakFraction: number } | { unsupported: string };
+interface Row { shape: string; B: number; H: number; S: number; D: number; causal: boolean; dtype: string; results: Record<string, Outcome> }
+interface RssRow { kernel: string; S: number; peakRssBytes?: number; baselineRssBytes?: number; inputBytes?: number; ms?: number; error?: string }
+interface Runner { run: () => unknown; release?: () => Promise<void> }
+interface Impl { name: string; prepare(s: Shape): Promise<Runner | { unsupported: string }> }
+
+export interface BenchOptions { full: boolean; progress: boolean; filter?: RegExp }
+
+const ORT_GRAPHS = ['mha', 'gqa', 'matmul'] as const;
 
 function grid(full: boolean): Shape[] {
   const out: Shape[] = [];
-  const seqs = full ? [128, 512, 1024, 2048, 4096] : [512, 2048];
-  for (const D of full ? [64, 128] : [64])
-    for (const S of seqs)
-      for (const causal of [false, true]) out.push({ B: 1, H: 8, S, D, causal, dtype: 'float32' });
+  const dims = full
+    ? { B: [1, 8], H: [8, 16], D: [64, 128], S: [128, 512, 1024, 2048, 4096], dtype: ['float32', 'bfloat16'] as const }
+    : { B: [1], H: [8], D: [64], S: [512, 2048], dtype: ['float32', 'bfloat16'] as const };
+  for (const dtype of dims.dtype)
+    for (const B of dims.B)
+      for (const H of dims.H)
+        for (const D of dims.D)
+          for (const S of dims.S)
+            for (const causal of [false, true]) {
+              if (!full && dtype === 'bfloat16' && (S !== 2048 || causal)) continue;
+              out.push({ B, H, S, D, causal, dtype });
+            }
   return out;
 }
 
-function peakRss(kernel: string, S: number): RssRow {
+/** fmha's own kernels plus, when onnxruntime-node is installed, its three graphs. */
+async function implementations(threads: number): Promise<Impl[]> {
+  const impls: Impl[] = [
+    { name: 'fused', prepare: async (s) => { const [q, k, v] = qkv(s); return { run: () => attentionSync(q, k, v, { causal: s.causal }) }; } },
+    { name: 'vanilla', prepare: async (s) => { const [q, k, v] = qkv(s); return { run: () => vanillaAttentionSync(q, k, v, { causal: s.causal }) }; } },
+  ];
+  const ortModule = await import('./peers/ort.js').catch(() => undefined);
+  if (!ortModule || !(await ortModule.loadOrt())) return impls;
+  for (const graph of ORT_GRAPHS) {
+    impls.push({
+      name: `ort-${graph}`,
+      prepare: async (s) => {
+        if (s.dtype !== 'float32') return { unsupported: `onnxruntime-node's CPU EP has no ${s.dtype} attention kernels` };
+        const r = await ortModule.createOrtRunner(graph, { ...s, dtype: s.dtype }, threads);
+        if ('unsupported' in r) return r;
+        const [q, k, v] = qkv(s).map((t) => t.data as Float32Array);
+        return { run: () => r.run(q, k, v), release: () => r.release() };
+      },
+    });
+  }
+  return impls;
+}
+
+function peakRss(kernel: string, S: number, D: number): RssRow {
   const script = fileURLToPath(new URL('./rss.js', import.meta.url));
-  return JSON.parse(execFileSync(process.execPath, [script, kernel, String(S)], { encoding: 'utf8' })) as RssRow;
+  return JSON.parse(execFileSync(process.execPath, [script, kernel, String(S), String(D)], { encoding: 'utf8' })) as RssRow;
 }
 
 function bar(done: number, total: number, what: string): void {
   if (!process.stderr.isTTY) return;
   const w = 30, n = Math.round((done / total) * w);
-  process.stderr.write(`\r[${'#'.repeat(n)}${'.'.repeat(w - n)}] ${done}/${total} ${what.padEnd(40)}`);
+  process.stderr.write(`\r[${'#'.repeat(n)}${'.'.repeat(w - n)}] ${done}/${total} ${what.padEnd(48)}`);
   if (done === total) process.stderr.write('\n');
 }
 
-export async function runCpuBench(opts: { full: boolean; progress: boolean }): Promise<void> {
-  const shapes = grid(opts.full);
+/** Every implementation on one shape, side by side in one tinybench run. */
+async function benchShape(s: Shape, impls: Impl[], peak: number): Promise<Row> {
+  const flops = attentionFlops(s);
+  // Enough samples for a stable mean without spending minutes on the largest shapes.
+  const big = flops > 5e10;
+  // Two warm-up calls: onnxruntime's first runs grow its memory arena and are 2-7x slower.
+  const bench = new Bench({ time: big ? 0 : 400, iterations: big ? 2 : 5, warmupTime: 0, warmupIterations: 2 });
+  const results: Record<string, Outcome> = {};
+  const runners: Runner[] = [];
+  for (const impl of impls) {
+    const r = await impl.prepare(s);
+    if ('run' in r) { bench.add(impl.name, r.run); runners.push(r); }
+    else results[impl.name] = r;
+  }
+  await bench.run();
+  for (const r of runners) await r.release?.();
+  for (const t of bench.tasks) {
+    const res = t.result;
+    if (res.state !== 'completed') { results[t.name] = { unsupported: `${res.state}: ${'error' in res ? String(res.error) : ''}` }; continue; }
+    const ms = res.latency.mean, gflops = flops / ms / 1e6;
+    results[t.name] = { ms, gflops, peakFraction: gflops / peak };
+  }
+  return { shape: label(s), ...s, results };
+}
+
+const ms = (o: Outcome | undefined) => (o && 'ms' in o ? o.ms : undefined);
+
+/** Fastest onnxruntime-node graph on this shape (for causal shapes GroupQueryAttention counts too). */
+function bestOrt(row: Row): { name: string; ms: number } | undefined {
+  let best: { name: string; ms: number } | undefined;
+  for (const g of ORT_GRAPHS) {
+    const m = ms(row.results[`ort-${g}`]);
+    if (m !== undefined && (!best || m < best.ms)) best = { name: `ort-${g}`, ms: m };
+  }
+  return best;
+}
+
+function printTable(rows: Row[], names: string[]): void {
+  console.table(rows.map((r) => {
+    const out: Record<string, string> = { shape: r.shape };
+    for (const n of names) {
+      const o = r.results[n];
+      out[n] = !o ? '' : 'ms' in o ? `${o.ms.toFixed(2)} ms ${o.gflops.toFixed(0)} GF/s ${(o.peakFraction * 100).toFixed(0)}%` : 'n/a';
+    }
+    const f = ms(r.results.fused), va = ms(r.results.vanilla), ort = bestOrt(r);
+    out['fused/vanilla'] = f && va ? `${(va / f).toFixed(2)}x` : '';
+    out['fused/best ort'] = f && ort ? `${(ort.ms / f).toFixed(2)}x (${ort.name})` : '';
+    return out;
+  }));
+}
+
+/** One panel per (dtype, B, H, D): GFLOP/s per S and mask, every implementation, the FMA peak as a line. */
+function chart(rows: Row[], names: string[], peak: number, title: string): string {
+  const panels = new Map<string, Row[]>();
+  for (const r of rows) {
+    const key = `${r.dtype}, B=${r.B}, H=${r.H}, D=${r.D}`;
+    panels.set(key, [...(panels.get(key) ?? []), r]);
+  }
+  const specs: ChartSpec[] = [...panels].map(([key, rs]) => ({
+    title: `${title}: ${key}`,
+    yLabel: 'GFLOP/s',
+    groups: rs.map((r) => `S=${r.S}${r.causal ? ' causal' : ''}`),
+    series: names.map((n) => ({ name: n, values: rs.map((r) => { const o = r.results[n]; return o && 'gflops' in o ? o.gflops : null; }) })),
+    refLines: [{ label: 'measured FMA peak', value: peak }],
+  }));
+  return renderChartPanels(specs, 2);
+}
+
+export async function runCpuBench(opts: BenchOptions): Promise<void> {
+  const shapes = grid(opts.full).filter((s) => !opts.filter || opts.filter.test(label(s)));
+  const threads = backends().cpu.threads;
+  const impls = await implementations(threads);
+  const names = impls.map((i) => i.name);
+  if (!names.includes('ort-mha')) console.log('onnxruntime-node is not installed: the peer columns are skipped (it is a devDependency of fmha).');
+
+  const peakBefore = measureCpuPeak(0.5).gflops;
   const rows: Row[] = [];
   for (const [i, s] of shapes.entries()) {
     if (opts.progress) bar(i, shapes.length, label(s));
-    const [q, k, v] = qkv(s);
-    const bench = new Bench({ time: opts.full ? 1000 : 300, warmupTime: 100, warmupIterations: 2, iterations: 3 });
-    bench.add('fused', () => { attentionSync(q, k, v, { causal: s.causal }); });
-    bench.add('vanilla', () => { vanillaAttentionSync(q, k, v, { causal: s.causal }); });
-    await bench.run();
-    const ms = (name: string) => {
-      const r = bench.tasks.find((t) => t.name === name)!.result;
-      if (r.state !== 'completed') throw new Error(`${name} on ${label(s)}: ${r.state}`);
-      return r.latency.mean;
-    };
-    const f = ms('fused'), va = ms('vanilla'), flops = attentionFlops(s);
-    rows.push({ shape: label(s), fusedMs: f, vanillaMs: va, fusedGflops: flops / f / 1e6, vanillaGflops: flops / va / 1e6, speedup: va / f });
+    rows.push(await benchShape(s, impls, peakBefore));
   }
+  const peakAfter = measureCpuPeak(0.5).gflops;
+  const peak = Math.max(peakBefore, peakAfter);
   if (opts.progress) bar(shapes.length, shapes.length, 'peak RSS');
-  const rss: RssRow[] = [peakRss('fused', 2048), peakRss('vanilla', 2048)];
 
-  console.table(rows.map((r) => ({
-    shape: r.shape, 'fused ms': r.fusedMs.toFixed(2), 'vanilla ms': r.vanillaMs.toFixed(2),
-    'fused GFLOP/s': r.fusedGflops.toFixed(1), 'vanilla GFLOP/s': r.vanillaGflops.toFixed(1), 'fused/vanilla': r.speedup.toFixed(2) + 'x',
-  })));
+  // Fused memory is O(S·D), vanilla's O(S²): one call each in a fresh process.
+  const rss: RssRow[] = [];
+  for (const S of opts.full ? [1024, 4096, 16384] : [1024, 4096]) rss.push(peakRss('fused', S, 64));
+  for (const S of [1024, 4096]) rss.push(peakRss('vanilla', S, 64));
+
+  console.log(`measured FMA peak: ${peakBefore.toFixed(0)} GFLOP/s before, ${peakAfter.toFixed(0)} after (${threads} threads, ${backends().cpu.isa}); % columns use ${peak.toFixed(0)}`);
+  printTable(rows, names);
   console.table(rss.map((r) => ({
     kernel: r.kernel, S: r.S, 'peak RSS MiB': r.peakRssBytes ? (r.peakRssBytes / 2 ** 20).toFixed(0) : r.error,
-    'before call MiB': r.baselineRssBytes ? (r.baselineRssBytes / 2 ** 20).toFixed(0) : '', ms: r.ms?.toFixed(1) ?? '',
+    'before call MiB': r.baselineRssBytes ? (r.baselineRssBytes / 2 ** 20).toFixed(0) : '',
+    'inputs MiB': r.inputBytes ? (r.inputBytes / 2 ** 20).toFixed(0) : '', ms: r.ms?.toFixed(1) ?? '',
   })));
 
   const date = new Date().toISOString().slice(0, 10);
   const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const file = `${dir}cpu-${date}.json`;
-  writeFileSync(file, JSON.stringify({
-    command: `fmha bench${opts.full ? ' --full' : ''}`, date: new Date().toISOString(), node: process.version,
-    cpu: cpus()[0]?.model, backends: backends().cpu, flops: '4·B·H·Sq·Sk·D, halved for causal', rows, rss,
+  const base = `${dir}cpu-${date}${opts.full ? '' : '-short'}`;
+  const command = process.argv.slice(1).map((a) => a.replace(/^.*\/dist\//, 'dist/')).join(' ');
+  writeFileSync(`${base}.json`, JSON.stringify({
+    command: `node ${command}`, date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model,
+    backends: backends().cpu, peakGflops: { before: peakBefore, after: peakAfter },
+    flops: '4·B·H·Sq·Sk·D, halved for causal', implementations: names, rows, rss,
   }, null, 2) + '\n');
-  console.log(`results: ${file}`);
+  writeFileSync(`${base}.svg`, chart(rows, names, peak, `fmha CPU attention, ${threads} threads`));
+  console.log(`results: ${base}.json and .svg`);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  await runCpuBench({ full: !process.argv.includes('--short'), progress: true });
+  const f = process.argv.indexOf('--filter');
+  await runCpuBench({ full: !process.argv.includes('--short'), progress: true, filter: f > 0 ? new RegExp(process.argv[f + 1]!) : undefined });
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // fmha command line: `fmha info` describes this build and machine; `fmha bench`
-// runs a short fused-vs-vanilla benchmark (the full suite is `npm run bench`).
+// runs a short benchmark against vanilla and onnxruntime-node (the full suite is `npm run bench`).
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { backends } from './backends.js';
@@ -29,7 +29,9 @@ function info(): void {
 
 const usage = `usage: fmha <command>
   info     version, CPU SIMD path and threads, CUDA devices or why there are none
-  bench    a short fused-vs-vanilla benchmark with a results table (--full for the whole grid)`;
+  bench    a short benchmark: fused vs vanilla vs onnxruntime-node (when installed), GFLOP/s
+           against the measured FMA peak, a results table, JSON and an SVG chart in bench/results/
+           --full: the whole grid (also \`npm run bench\`); --filter RE: shapes whose label matches RE`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -39,7 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'bench': {
       const { runCpuBench } = await import('../bench/cpu.js');
-      await runCpuBench({ full: rest.includes('--full'), progress: true });
+      const f = rest.indexOf('--filter');
+      await runCpuBench({ full: rest.includes('--full'), progress: true, filter: f >= 0 ? new RegExp(rest[f + 1] ?? '') : undefined });
       return 0;
     }
     case undefined:

@@ -38,13 +38,13 @@ constexpr int64_t kMinFlopsPerThread = 4e6;   // below this an extra thread cost
 // One thread's working set: query block, score tile, accumulator and the K/V
 // cache, carved out of the thread's persistent arena.
 struct ThreadWork {
-  float *q, *s, *acc, *m, *l;
+  float *q, *s, *acc, *m, *l, *alpha;
   KeyRange* ranges;
   std::optional<KvBlockCache> cache;
 
   static int64_t floats(const AttentionParams& p) {
     return kBlockQ * (sizeof(KeyRange) / sizeof(float)) + kBlockQ * p.D + kBlockQ * kKeyBlock +
-           kBlockQ * p.Dv + 2 * kBlockQ + KvBlockCache::floats(p);
+           kBlockQ * p.Dv + 3 * kBlockQ + KvBlockCache::floats(p);
   }
   ThreadWork(const AttentionParams& p, const CpuMicrokernels& mk, float* base) {
     ranges = reinterpret_cast<KeyRange*>(base);  // first: the arena is 64-byte aligned
@@ -54,6 +54,7 @@ struct ThreadWork {
     acc = base;  base += kBlockQ * p.Dv;
     m = base;    base += kBlockQ;
     l = base;    base += kBlockQ;
+    alpha = base; base += kBlockQ;
     cache.emplace(p, mk, base);
   }
 };
@@ -101,23 +102,14 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
     const int64_t j0 = std::max(blk * kKeyBlock, k_begin);
     const int skip = int(j0 - blk * kKeyBlock);
     const int n = int(std::min<int64_t>((blk + 1) * kKeyBlock, k_end) - j0);
-    mk.gemm(w.q, D, w.cache->kt(blk) + skip, kKeyBlock, w.s, kKeyBlock, rows, n, D, false);
+    mk.gemm(w.q, D, w.cache->kt(blk) + skip, kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
 
     const bool needs_mask = j0 < all_lo || j0 + n > all_hi;
-    for (int r = 0; r < rows; ++r) {
-      float* s = w.s + r * kKeyBlock;
-      if (needs_mask || policy.has_hooks()) policy.apply(s, u.i0 + r, j0, n, w.ranges[r], needs_mask);
-      const float m_new = std::max(w.m[r], mk.row_max(s, n));
-      if (m_new == ninf) {  // nothing visible yet in this row
-        std::fill(s, s + n, 0.0f);
-        continue;
-      }
-      const float alpha = std::exp(w.m[r] - m_new);  // 0 when m was -inf
-      w.l[r] = w.l[r] * alpha + mk.exp_sum(s, n, m_new);
-      if (alpha != 1.0f) mk.scale(w.acc + int64_t(r) * Dv, Dv, alpha);
-      w.m[r] = m_new;
-    }
-    mk.gemm(w.s, kKeyBlock, w.cache->v(blk) + int64_t(skip) * Dv, Dv, w.acc, Dv, rows, Dv, n, true);
+    if (needs_mask || policy.has_hooks())
+      for (int r = 0; r < rows; ++r) policy.apply(w.s + r * kKeyBlock, u.i0 + r, j0, n, w.ranges[r], needs_mask);
+    mk.online_softmax(w.s, kKeyBlock, rows, n, w.m, w.l, w.alpha);
+    // acc = diag(alpha)·acc + P·V: the rescale rides on the accumulator load.
+    mk.gemm(w.s, kKeyBlock, w.cache->v(blk) + int64_t(skip) * Dv, Dv, w.acc, Dv, rows, Dv, n, true, w.alpha);
   }
 
   for (int r = 0; r < rows; ++r) {

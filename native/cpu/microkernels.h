@@ -10,13 +10,20 @@
 namespace fmha {
 
 struct CpuMicrokernels {
-  // C[M×N] (+)= A[M×K] · B[K×N]; all row-major with leading dimensions lda, ldb, ldc.
+  // C[M×N] = A[M×K] · B[K×N], or with accumulate C = diag(row_scale)·C + A·B
+  // (row_scale null: no scaling); all row-major with leading dimensions lda, ldb, ldc.
   void (*gemm)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-               int M, int N, int K, bool accumulate);
+               int M, int N, int K, bool accumulate, const float* row_scale);
   // Largest of x[0..n); -inf for n == 0.
   float (*row_max)(const float* x, int n);
   // x[j] = exp(x[j] - m) in place (exactly 0 where x[j] - m < -87); returns the sum.
   float (*exp_sum)(float* x, int n, float m);
+  // One key block of the online softmax over rows s[r·lds + c], r < rows, c < n
+  // (masks already applied): m[r] becomes the running max, s = exp(s − m[r]),
+  // l[r] = l[r]·alpha[r] + Σ s with alpha[r] = exp(m_old − m_new), the factor
+  // the row's accumulator must be scaled by. Rows with nothing visible yet keep
+  // m = -inf and get s = 0, alpha = 1.
+  void (*online_softmax)(float* s, int64_t lds, int rows, int n, float* m, float* l, float* alpha);
   // x[j] *= a
   void (*scale)(float* x, int n, float a);
   // dst[j] = float(src[j]) for n elements of type t (src is contiguous).

@@ -7,6 +7,8 @@
 // <cmath> overloads): the linker could merge an AVX-512 copy into the baseline
 // path. Everything lives in an anonymous namespace.
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include "core/dtype.h"
 #include "cpu/microkernels.h"
 #if defined(__F16C__) || FMHA_VEC_BYTES == 64
@@ -28,10 +30,12 @@ inline vf splat(float x) { return vf{} + x; }
 // One register tile: C[R × NV·VL] (+)= A[R × K] · B[K × NV·VL].
 template <int R, int NV>
 inline void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                      int K, bool accumulate) {
+                      int K, bool accumulate, const float* row_scale) {
   vf acc[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? loadv(C + r * ldc + v * VL) : vf{};
+  for (int r = 0; r < R; ++r) {
+    const float c = row_scale ? row_scale[r] : 1.0f;
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? loadv(C + r * ldc + v * VL) * c : vf{};
+  }
   for (int k = 0; k < K; ++k) {
     vf b[NV];
     for (int v = 0; v < NV; ++v) b[v] = loadv(B + k * ldb + v * VL);
@@ -47,35 +51,59 @@ inline void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, 
 // Columns [j, j + w) for all M rows with a fixed vector count per tile row.
 template <int NV>
 inline void gemm_columns(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                         int M, int K, bool accumulate) {
+                         int M, int K, bool accumulate, const float* row_scale) {
   int i = 0;
-  for (; i + FMHA_GEMM_ROWS <= M; i += FMHA_GEMM_ROWS)
-    gemm_tile<FMHA_GEMM_ROWS, NV>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate);
-  for (; i < M; ++i) gemm_tile<1, NV>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate);
+  auto tile = [&](auto rows) {
+    constexpr int R = decltype(rows)::value;
+    gemm_tile<R, NV>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate, row_scale ? row_scale + i : nullptr);
+    i += R;
+  };
+  while (i + FMHA_GEMM_ROWS <= M) tile(std::integral_constant<int, FMHA_GEMM_ROWS>{});
+  // Leftover rows in halving tiles, so a block size that is not a multiple of the tile stays fast.
+  if (FMHA_GEMM_ROWS > 4 && i + 4 <= M) tile(std::integral_constant<int, 4>{});
+  if (FMHA_GEMM_ROWS > 2 && i + 2 <= M) tile(std::integral_constant<int, 2>{});
+  while (i < M) tile(std::integral_constant<int, 1>{});
 }
 
 void gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-          int M, int N, int K, bool accumulate) {
+          int M, int N, int K, bool accumulate, const float* row_scale) {
   int j = 0;
   for (; j + FMHA_GEMM_VECS * VL <= N; j += FMHA_GEMM_VECS * VL)
-    gemm_columns<FMHA_GEMM_VECS>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate);
-  for (; j + VL <= N; j += VL) gemm_columns<1>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate);
+    gemm_columns<FMHA_GEMM_VECS>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
+  for (; j + VL <= N; j += VL) gemm_columns<1>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
   for (; j < N; ++j) {  // fewer than VL columns left
     for (int i = 0; i < M; ++i) {
-      float s = accumulate ? C[i * ldc + j] : 0.0f;
+      float s = accumulate ? C[i * ldc + j] * (row_scale ? row_scale[i] : 1.0f) : 0.0f;
       for (int k = 0; k < K; ++k) s += A[i * lda + k] * B[k * ldb + j];
       C[i * ldc + j] = s;
     }
   }
 }
 
+// Horizontal reductions by halving: fold lanes [W, 2W) onto [0, W) for
+// W = VL/2 … 1, with compile-time shuffles that stay in registers (a memcpy
+// split spills the vector; GCC 12 warns on the extract intrinsics).
+template <int W, int... L>
+inline vf rotate_lanes(vf v, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(v, v, ((L + W) % VL)...);
+}
+
+template <int W = VL / 2, typename Op>
+inline float reduce(vf v, Op op) {
+  v = op(v, rotate_lanes<W>(v, std::make_integer_sequence<int, VL>{}));
+  if constexpr (W > 1) return reduce<W / 2>(v, op);
+  else return v[0];
+}
+
+inline float reduce_add(vf v) { return reduce(v, [](vf a, vf b) { return a + b; }); }
+inline float reduce_max(vf v) { return reduce(v, [](vf a, vf b) { return a > b ? a : b; }); }
+
 float row_max(const float* x, int n) {
   const float ninf = -__builtin_inff();
   vf m = splat(ninf);
   int j = 0;
   for (; j + VL <= n; j += VL) { const vf v = loadv(x + j); m = m > v ? m : v; }
-  float r = ninf;
-  for (int l = 0; l < VL; ++l) r = r > m[l] ? r : m[l];
+  float r = reduce_max(m);
   for (; j < n; ++j) r = r > x[j] ? r : x[j];
   return r;
 }
@@ -119,13 +147,32 @@ float exp_sum(float* x, int n, float m) {
     storev(x + j, e);
     s += e;
   }
-  float tail[VL] = {};
-  for (int l = 0; j + l < n; ++l) tail[l] = x[j + l];
-  vf e = exp_neg(loadv(tail) - m);
-  for (int l = 0; j + l < n; ++l) { x[j + l] = e[l]; s[l] += e[l]; }
-  float total = 0.0f;
-  for (int l = 0; l < VL; ++l) total += s[l];
-  return total;
+  if (j < n) {  // the last partial vector, through a zero-padded copy
+    float tail[VL] = {};
+    for (int l = 0; j + l < n; ++l) tail[l] = x[j + l];
+    const vf e = exp_neg(loadv(tail) - m);
+    for (int l = 0; j + l < n; ++l) { x[j + l] = e[l]; s[l] += e[l]; }
+  }
+  return reduce_add(s);
+}
+
+// One key block of the online softmax (FlashAttention-2): per row, the new
+// running max, the rescale factor of the old state, exp in place, the new sum.
+void online_softmax(float* s, int64_t lds, int rows, int n, float* m, float* l, float* alpha) {
+  const float ninf = -__builtin_inff();
+  for (int r = 0; r < rows; ++r) {
+    float* x = s + r * lds;
+    const float mx = row_max(x, n);
+    const float m_new = m[r] > mx ? m[r] : mx;
+    if (m_new == ninf) {  // nothing visible yet in this row
+      for (int j = 0; j < n; ++j) x[j] = 0.0f;
+      alpha[r] = 1.0f;
+      continue;
+    }
+    alpha[r] = exp_neg(splat(m[r] - m_new))[0];  // 0 when m was -inf
+    l[r] = l[r] * alpha[r] + exp_sum(x, n, m_new);
+    m[r] = m_new;
+  }
 }
 
 void scale(float* x, int n, float a) {
@@ -191,7 +238,7 @@ double fma_probe(int64_t iters) {
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, row_max, exp_sum, scale, load_row, store_row, fma_probe};
+  static const CpuMicrokernels t{gemm, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe};
   return t;
 }
 

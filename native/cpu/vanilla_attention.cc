@@ -58,7 +58,7 @@ bool head(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernel
     const int n = int(std::min<int64_t>(kBlockK, Sk - j0));
     pack_transposed(mk, row_ptr(p.k, p.dtype, k_off + j0 * p.k_stride[1]), p.dtype, p.k_stride[1], n, D, w.kt,
                     kBlockK, w.row_tmp);
-    mk.gemm(w.q, D, w.kt, kBlockK, w.s + j0, Sk, int(Sq), n, D, false);
+    mk.gemm(w.q, D, w.kt, kBlockK, w.s + j0, Sk, int(Sq), n, D, false, nullptr);
   }
 
   // Row softmax; rows keep exp(s − m) and 1/l is applied when the output is stored.
@@ -89,7 +89,7 @@ bool head(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernel
       vb = w.v;
       ldv = Dv;
     }
-    mk.gemm(w.s + j0, Sk, vb, ldv, w.acc, Dv, int(Sq), Dv, n, true);
+    mk.gemm(w.s + j0, Sk, vb, ldv, w.acc, Dv, int(Sq), Dv, n, true, nullptr);
   }
   for (int64_t i = 0; i < Sq; ++i) {
     void* o = static_cast<char*>(p.out) +
