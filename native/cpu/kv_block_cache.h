@@ -12,7 +12,7 @@ namespace fmha {
 
 class KvBlockCache {
  public:
-  static constexpr int kKeyBlock = 64;
+  static constexpr int kKeyBlock = 128;
 
   // Floats of buffer the cache needs for these parameters.
   static int64_t floats(const AttentionParams& p);
