@@ -48,7 +48,7 @@
       ],
       'conditions': [
         ['target_arch=="x64" or target_arch=="ia32"', {
-          'dependencies': ['fmha_avx2', 'fmha_avx512'],
+          'dependencies': ['fmha_avx2', 'fmha_avx512', 'fmha_avx512bf16'],
         }],
       ],
     },
@@ -76,6 +76,18 @@
           'cflags': ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx2', '-mfma', '-mf16c', '-fPIC'],
           'xcode_settings': {
             'OTHER_CFLAGS': ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx2', '-mfma', '-mf16c'],
+          },
+        },
+        {
+          'target_name': 'fmha_avx512bf16',
+          'type': 'static_library',
+          'standalone_static_library': 1,
+          'sources': [
+            "<!@(node -p \"<(fmha_ls).filter(f=>f.endsWith('_avx512bf16.cc')).join(' ')\")",
+          ],
+          'cflags': ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512bf16', '-mavx2', '-mfma', '-mf16c', '-fPIC'],
+          'xcode_settings': {
+            'OTHER_CFLAGS': ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512bf16', '-mavx2', '-mfma', '-mf16c'],
           },
         },
       ],

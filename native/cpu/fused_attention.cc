@@ -13,11 +13,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <vector>
 
 #include "cpu/attention_cpu.h"
+#include "cpu/bf16_dot_kernels.h"
 #include "cpu/cpu_features.h"
 #include "cpu/kv_block_cache.h"
 #include "cpu/microkernels.h"
@@ -36,26 +38,31 @@ constexpr int kChunksPerThread = 4;           // slack for dynamic balancing on 
 constexpr int64_t kMinFlopsPerThread = 4e6;   // below this an extra thread costs more than it saves
 
 // One thread's working set: query block, score tile, accumulator and the K/V
-// cache, carved out of the thread's persistent arena.
+// cache, carved out of the thread's persistent arena. With `pairs` (bfloat16
+// on AVX512-BF16) q holds bf16 pairs and p16 the bf16 copy of P.
 struct ThreadWork {
   float *q, *s, *acc, *m, *l, *alpha;
+  uint16_t* p16;
   KeyRange* ranges;
+  const Bf16DotKernels* pairs;
   std::optional<KvBlockCache> cache;
 
   static int64_t floats(const AttentionParams& p) {
-    return kBlockQ * (sizeof(KeyRange) / sizeof(float)) + kBlockQ * p.D + kBlockQ * kKeyBlock +
-           kBlockQ * p.Dv + 3 * kBlockQ + KvBlockCache::floats(p);
+    return kBlockQ * (sizeof(KeyRange) / sizeof(float)) + kBlockQ * (p.D + 1) + kBlockQ * kKeyBlock +
+           kBlockQ * p.Dv + 3 * kBlockQ + kBlockQ * kKeyBlock / 2 + KvBlockCache::floats(p);
   }
-  ThreadWork(const AttentionParams& p, const CpuMicrokernels& mk, float* base) {
+  ThreadWork(const AttentionParams& p, const CpuMicrokernels& mk, const Bf16DotKernels* pairs_, float* base)
+      : pairs(pairs_) {
     ranges = reinterpret_cast<KeyRange*>(base);  // first: the arena is 64-byte aligned
     base += kBlockQ * (sizeof(KeyRange) / sizeof(float));
-    q = base;    base += kBlockQ * p.D;
+    q = base;    base += kBlockQ * (p.D + 1);
     s = base;    base += kBlockQ * kKeyBlock;
     acc = base;  base += kBlockQ * p.Dv;
     m = base;    base += kBlockQ;
     l = base;    base += kBlockQ;
     alpha = base; base += kBlockQ;
-    cache.emplace(p, mk, base);
+    p16 = reinterpret_cast<uint16_t*>(base);  base += kBlockQ * kKeyBlock / 2;
+    cache.emplace(p, mk, pairs, base);
   }
 };
 
@@ -93,23 +100,42 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   std::fill(w.acc, w.acc + int64_t(rows) * Dv, 0.0f);
 
   const void* q0 = row_ptr(p.q, p.dtype, u.b * p.q_stride[0] + u.i0 * p.q_stride[1] + u.h * p.q_stride[2]);
-  pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, p.scale, w.q, D);
+  const int Dp = (D + 1) / 2;  // Q row length in bf16 pairs
+  if (w.pairs) {  // raw bf16 rows, zero-padded to whole pairs; the scale is applied to the scores
+    uint16_t* q16 = reinterpret_cast<uint16_t*>(w.q);
+    for (int r = 0; r < rows; ++r) {
+      std::memcpy(q16 + r * 2 * Dp, static_cast<const uint16_t*>(q0) + r * p.q_stride[1], sizeof(uint16_t) * D);
+      if (D % 2) q16[r * 2 * Dp + D] = 0;
+    }
+  } else {
+    pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, p.scale, w.q, D);
+  }
   w.cache->select(u.b, hk);
 
-  // Whole cached blocks, clipped to the visible keys.
+  // Whole cached blocks covering the visible keys; keys outside a row's interval are masked.
   for (int64_t blk = k_begin / kKeyBlock; blk * kKeyBlock < k_end; ++blk) {
     if (ctx.aborted()) return false;
-    const int64_t j0 = std::max(blk * kKeyBlock, k_begin);
-    const int skip = int(j0 - blk * kKeyBlock);
-    const int n = int(std::min<int64_t>((blk + 1) * kKeyBlock, k_end) - j0);
-    mk.gemm(w.q, D, w.cache->kt(blk) + skip, kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
+    const int64_t j0 = blk * kKeyBlock;
+    const int n = int(std::min<int64_t>(kKeyBlock, p.Sk - j0));
+    if (w.pairs)
+      w.pairs->gemm(reinterpret_cast<const uint32_t*>(w.q), Dp, reinterpret_cast<const uint32_t*>(w.cache->kt(blk)),
+                    kKeyBlock, w.s, kKeyBlock, rows, n, Dp, false, nullptr, p.scale);
+    else
+      mk.gemm(w.q, D, w.cache->kt(blk), kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
 
     const bool needs_mask = j0 < all_lo || j0 + n > all_hi;
     if (needs_mask || policy.has_hooks())
       for (int r = 0; r < rows; ++r) policy.apply(w.s + r * kKeyBlock, u.i0 + r, j0, n, w.ranges[r], needs_mask);
     mk.online_softmax(w.s, kKeyBlock, rows, n, w.m, w.l, w.alpha);
     // acc = diag(alpha)·acc + P·V: the rescale rides on the accumulator load.
-    mk.gemm(w.s, kKeyBlock, w.cache->v(blk) + int64_t(skip) * Dv, Dv, w.acc, Dv, rows, Dv, n, true, w.alpha);
+    if (w.pairs) {
+      w.pairs->to_bf16(w.s, kKeyBlock, rows, n, w.p16, kKeyBlock);
+      w.pairs->gemm(reinterpret_cast<const uint32_t*>(w.p16), kKeyBlock / 2,
+                    reinterpret_cast<const uint32_t*>(w.cache->v(blk)), Dv, w.acc, Dv, rows, Dv, (n + 1) / 2, true,
+                    w.alpha, 1.0f);
+    } else {
+      mk.gemm(w.s, kKeyBlock, w.cache->v(blk), Dv, w.acc, Dv, rows, Dv, n, true, w.alpha);
+    }
   }
 
   for (int r = 0; r < rows; ++r) {
@@ -159,6 +185,7 @@ Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx) {
   if (!st.ok()) return st;
 
   const CpuMicrokernels& mk = cpu_microkernels(cpu_features().isa);
+  const Bf16DotKernels* pairs = p.dtype == DType::BF16 ? bf16_dot_kernels() : nullptr;
   std::vector<std::optional<ThreadWork>> work(static_cast<size_t>(threads));  // built on each thread's first chunk
   std::atomic<bool> aborted{false}, out_of_memory{false};
   parallel_for(threads, int64_t(chunks.size()) - 1, [&](int64_t c, int thread) {
@@ -167,7 +194,7 @@ Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx) {
     if (!w) {
       float* arena = thread_arena(floats);
       if (!arena) { out_of_memory = true; return; }
-      w.emplace(p, mk, arena);
+      w.emplace(p, mk, pairs, arena);
     }
     for (int64_t u = chunks[size_t(c)]; u < chunks[size_t(c) + 1]; ++u)
       if (!query_block(p, ctx, mk, unit_at(p, q_blocks, u), *w)) { aborted = true; return; }

@@ -11,8 +11,11 @@ int64_t KvBlockCache::floats(const AttentionParams& p) {
   return blocks * kKeyBlock * (p.D + p.Dv) + std::max(p.D, p.Dv) + (blocks + 3) / 4;
 }
 
-KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, float* buf)
-    : p_(p), mk_(mk), blocks_((p.Sk + kKeyBlock - 1) / kKeyBlock) {
+KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, const Bf16DotKernels* pairs,
+                           float* buf)
+    : p_(p), mk_(mk), pairs_(pairs), blocks_((p.Sk + kKeyBlock - 1) / kKeyBlock),
+      kt_block_(pairs ? (p.D + 1) / 2 * kKeyBlock : p.D * kKeyBlock),
+      v_block_(pairs ? kKeyBlock / 2 * p.Dv : kKeyBlock * p.Dv) {
   kt_ = buf;
   v_ = kt_ + blocks_ * kKeyBlock * p.D;
   row_tmp_ = v_ + blocks_ * kKeyBlock * p.Dv;
@@ -31,10 +34,17 @@ void KvBlockCache::pack(int64_t j) {
   const int n = int(std::min<int64_t>(kKeyBlock, p_.Sk - j0));
   const int64_t k_off = b_ * p_.k_stride[0] + hk_ * p_.k_stride[2] + j0 * p_.k_stride[1];
   const int64_t v_off = b_ * p_.v_stride[0] + hk_ * p_.v_stride[2] + j0 * p_.v_stride[1];
-  pack_transposed(mk_, row_ptr(p_.k, p_.dtype, k_off), p_.dtype, p_.k_stride[1], n, int(p_.D),
-                  kt_ + j * kKeyBlock * p_.D, kKeyBlock, row_tmp_);
-  pack_rows(mk_, row_ptr(p_.v, p_.dtype, v_off), p_.dtype, p_.v_stride[1], n, int(p_.Dv), 1.0f,
-            v_ + j * kKeyBlock * p_.Dv, p_.Dv);
+  if (pairs_) {
+    pairs_->pack_kt(static_cast<const uint16_t*>(row_ptr(p_.k, p_.dtype, k_off)), p_.k_stride[1], n, int(p_.D),
+                    reinterpret_cast<uint32_t*>(kt_ + j * kt_block_), kKeyBlock);
+    pairs_->pack_v(static_cast<const uint16_t*>(row_ptr(p_.v, p_.dtype, v_off)), p_.v_stride[1], n, int(p_.Dv),
+                   reinterpret_cast<uint32_t*>(v_ + j * v_block_), p_.Dv);
+  } else {
+    pack_transposed(mk_, row_ptr(p_.k, p_.dtype, k_off), p_.dtype, p_.k_stride[1], n, int(p_.D), kt_ + j * kt_block_,
+                    kKeyBlock, row_tmp_);
+    pack_rows(mk_, row_ptr(p_.v, p_.dtype, v_off), p_.dtype, p_.v_stride[1], n, int(p_.Dv), 1.0f,
+              v_ + j * v_block_, p_.Dv);
+  }
   packed_[j] = 1;
 }
 

@@ -2,10 +2,13 @@
 // float32: Kᵀ blocks (D × kKeyBlock) and V blocks (kKeyBlock × Dv), each
 // contiguous. Every query block of a GQA group then reads unit-stride,
 // already-converted data, so packing and 16-bit conversion cost O(Sk·D) per
-// head and thread instead of per query block.
+// head and thread instead of per query block. With Bf16DotKernels the blocks
+// hold bf16 pairs instead (Kᵀ pairs along D, V pairs along keys), in the same
+// 4-byte units and never more of them than float32 needs.
 #pragma once
 #include <cstdint>
 #include "core/attention_params.h"
+#include "cpu/bf16_dot_kernels.h"
 #include "cpu/microkernels.h"
 
 namespace fmha {
@@ -17,15 +20,17 @@ class KvBlockCache {
   // Floats of buffer the cache needs for these parameters.
   static int64_t floats(const AttentionParams& p);
 
-  KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, float* buf);
+  // pairs: pack bf16 pairs for these kernels (p.dtype must be bfloat16); null: float32.
+  KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, const Bf16DotKernels* pairs, float* buf);
 
   // Makes (b, hk) current; its blocks packed so far stay valid.
   void select(int64_t b, int64_t hk);
 
-  // Key block j (keys j·kKeyBlock onwards), packed on first use:
-  // Kᵀ with leading dimension kKeyBlock, V with leading dimension Dv.
-  const float* kt(int64_t j) { ensure(j); return kt_ + j * kKeyBlock * p_.D; }
-  const float* v(int64_t j) { ensure(j); return v_ + j * kKeyBlock * p_.Dv; }
+  // Key block j (keys j·kKeyBlock onwards), packed on first use: Kᵀ with
+  // leading dimension kKeyBlock, V with leading dimension Dv (in elements, or
+  // in pairs for the bf16 layout).
+  const float* kt(int64_t j) { ensure(j); return kt_ + j * kt_block_; }
+  const float* v(int64_t j) { ensure(j); return v_ + j * v_block_; }
 
  private:
   void ensure(int64_t j) { if (!packed_[j]) pack(j); }
@@ -33,7 +38,8 @@ class KvBlockCache {
 
   const AttentionParams& p_;
   const CpuMicrokernels& mk_;
-  int64_t blocks_, b_ = -1, hk_ = -1;
+  const Bf16DotKernels* pairs_;
+  int64_t blocks_, kt_block_, v_block_, b_ = -1, hk_ = -1;
   float *kt_, *v_, *row_tmp_;
   uint8_t* packed_;
 };
