@@ -1,6 +1,6 @@
-import { native, type BackendsInfo, type CpuPeak } from './native.js';
+import { native, type BackendsInfo, type CpuPeak, type MemoryBandwidth } from './native.js';
 
-export type { BackendsInfo, CpuPeak, CudaDeviceInfo } from './native.js';
+export type { BackendsInfo, CpuPeak, CudaDeviceInfo, MemoryBandwidth } from './native.js';
 
 /** What this build and machine offer: the CPU's SIMD path and threads, CUDA devices or why there are none. */
 export function backends(): BackendsInfo {
@@ -25,4 +25,16 @@ export function setNumThreads(n: number): void {
  */
 export function measureCpuPeak(seconds?: number): CpuPeak {
   return native.measureCpuPeak(seconds);
+}
+
+/**
+ * Measures this machine's memory read bandwidth: a `mib` MiB buffer split
+ * across the current threads, each summing its slice with vector loads (what
+ * memory-bound kernels such as decode can reach). Allocates the buffer for the
+ * call and blocks the calling thread (well under a second per GiB).
+ * @param mib buffer size in MiB, an integer in [16, 16384], default 512
+ * @throws FmhaError ERR_FMHA_ARGUMENT for a bad size, ERR_FMHA_OOM when it cannot be allocated
+ */
+export function measureMemoryBandwidth(mib?: number): MemoryBandwidth {
+  return native.measureMemoryBandwidth(mib);
 }

@@ -4,4 +4,7 @@ export {
   attention, attentionSync, vanillaAttention, vanillaAttentionSync,
   type AttentionOptions, type AttentionWithLse,
 } from './attention.js';
-export { backends, measureCpuPeak, setNumThreads, type BackendsInfo, type CpuPeak, type CudaDeviceInfo } from './backends.js';
+export {
+  backends, measureCpuPeak, measureMemoryBandwidth, setNumThreads,
+  type BackendsInfo, type CpuPeak, type CudaDeviceInfo, type MemoryBandwidth,
+} from './backends.js';

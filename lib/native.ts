@@ -79,6 +79,15 @@ export interface CpuPeak {
   isa: string;
 }
 
+/** The machine's measured memory read bandwidth on fmha's threads. */
+export interface MemoryBandwidth {
+  /** Best of three passes, in GB/s (1e9 bytes per second). */
+  gbps: number;
+  /** Bytes of the buffer read per pass. */
+  bytes: number;
+  threads: number;
+}
+
 export interface Binding {
   init(errorClass: typeof FmhaError): void;
   attentionSync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
@@ -94,6 +103,7 @@ export interface Binding {
   backends(): BackendsInfo;
   setNumThreads(n: number): void;
   measureCpuPeak(seconds?: number): CpuPeak;
+  measureMemoryBandwidth(mib?: number): MemoryBandwidth;
 }
 
 function addonPath(): string {

@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { backends, measureCpuPeak, setNumThreads, FmhaError, attention, vanillaAttentionSync } from '../lib/index.js';
+import { backends, measureCpuPeak, measureMemoryBandwidth, setNumThreads, FmhaError, attention, vanillaAttentionSync } from '../lib/index.js';
 import { relFrobenius, readValues, bitwiseEqual } from './reference.js';
 import { randomQKV, run, checkResult, assertFmhaError, catchSync, KINDS } from './helpers.js';
 
@@ -45,6 +45,15 @@ b('measureCpuPeak reports a positive rate on the current threads and path; bad d
   assert.is(p.isa, backends().cpu.isa);
   for (const bad of [0, -1, 11, NaN, '1'] as unknown[])
     assertFmhaError(catchSync(() => measureCpuPeak(bad as number)), 'ERR_FMHA_ARGUMENT', [/seconds/], `measureCpuPeak(${String(bad)})`);
+});
+
+b('measureMemoryBandwidth reads the buffer it names at a positive rate; bad sizes are errors', () => {
+  const m = measureMemoryBandwidth(16);
+  assert.ok(m.gbps > 0 && Number.isFinite(m.gbps), `gbps = ${m.gbps}`);
+  assert.is(m.bytes, 16 * 2 ** 20);
+  assert.is(m.threads, backends().cpu.threads);
+  for (const bad of [0, 15, 16.5, 16385, NaN, '64'] as unknown[])
+    assertFmhaError(catchSync(() => measureMemoryBandwidth(bad as number)), 'ERR_FMHA_ARGUMENT', [/mib/], `measureMemoryBandwidth(${String(bad)})`);
 });
 
 b.run();

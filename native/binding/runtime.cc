@@ -10,7 +10,7 @@
 #include "binding/runtime_config.h"
 #include "core/cuda_info.h"
 #include "cpu/cpu_features.h"
-#include "cpu/fma_peak.h"
+#include "cpu/machine_probes.h"
 #include "cpu/thread_pool.h"
 
 namespace fmha {
@@ -93,6 +93,24 @@ Napi::Value measure_cpu_peak(const Napi::CallbackInfo& info) {
   });
 }
 
+// Blocks the calling thread: allocates and reads `mib` MiB (16–16384) a few times.
+Napi::Value measure_memory_bandwidth(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const double mib = info[0].IsUndefined() ? 512 : info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : NAN;
+    if (!(mib >= 16 && mib <= 16384) || std::floor(mib) != mib)
+      fail(code::kArgument, "measureMemoryBandwidth(mib): mib must be an integer in [16, 16384], got " + describe(info[0]));
+    const int threads = get_num_threads();
+    double gbps = 0;
+    const Status st = measure_read_gbps(threads, int64_t(mib) << 20, 3, &gbps);
+    if (!st.ok()) throw status_error(info.Env(), st);
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("gbps", gbps);
+    r.Set("bytes", double(int64_t(mib) << 20));
+    r.Set("threads", threads);
+    return r;
+  });
+}
+
 }  // namespace
 
 int64_t max_scratch_bytes() {
@@ -105,6 +123,7 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("backends", Napi::Function::New(env, backends, "backends"));
   exports.Set("setNumThreads", Napi::Function::New(env, js_set_num_threads, "setNumThreads"));
   exports.Set("measureCpuPeak", Napi::Function::New(env, measure_cpu_peak, "measureCpuPeak"));
+  exports.Set("measureMemoryBandwidth", Napi::Function::New(env, measure_memory_bandwidth, "measureMemoryBandwidth"));
 }
 
 }  // namespace fmha

@@ -33,6 +33,9 @@ struct CpuMicrokernels {
   // `iters` rounds of independent multiply-adds at this path's vector width;
   // returns the FLOPs done. The machine limit the benchmarks report against.
   double (*fma_probe)(int64_t iters);
+  // Sum of x[0..n) with several independent vector accumulators: a streaming
+  // read at this path's width, for measuring read bandwidth.
+  float (*read_sum)(const float* x, int64_t n);
 };
 
 const CpuMicrokernels& cpu_microkernels(Isa isa);

@@ -235,10 +235,20 @@ double fma_probe(int64_t iters) {
   return 2.0 * VL * kChains * double(iters);
 }
 
+float read_sum(const float* x, int64_t n) {
+  vf s[4] = {};
+  int64_t j = 0;
+  for (; j + 4 * VL <= n; j += 4 * VL)
+    for (int c = 0; c < 4; ++c) s[c] += loadv(x + j + c * VL);
+  float total = reduce_add((s[0] + s[1]) + (s[2] + s[3]));
+  for (; j < n; ++j) total += x[j];
+  return total;
+}
+
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe};
+  static const CpuMicrokernels t{gemm, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
   return t;
 }
 
