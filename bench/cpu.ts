@@ -9,14 +9,15 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
-import { attentionSync, vanillaAttentionSync, backends, measureCpuPeak } from '../lib/index.js';
+import { attentionSync, vanillaAttentionSync, backends, measureCpuPeak, measureMemoryBandwidth } from '../lib/index.js';
 import { renderChartPanels, type ChartSpec } from './chart.js';
 import { attentionFlops, label, qkv, type Shape } from './shapes.js';
 
 type Outcome = { ms: number; gflops: number; peakFraction: number } | { unsupported: string };
-interface Row { shape: string; B: number; H: number; S: number; D: number; causal: boolean; dtype: string; results: Record<string, Outcome> }
+interface Row extends Shape { shape: string; results: Record<string, Outcome> }
 interface RssRow { kernel: string; S: number; peakRssBytes?: number; baselineRssBytes?: number; inputBytes?: number; ms?: number; error?: string }
 interface Runner { run: () => unknown; release?: () => Promise<void> }
 interface Impl { name: string; prepare(s: Shape): Promise<Runner | { unsupported: string }> }
@@ -24,6 +25,21 @@ interface Impl { name: string; prepare(s: Shape): Promise<Runner | { unsupported
 export interface BenchOptions { full: boolean; progress: boolean; filter?: RegExp }
 
 const ORT_GRAPHS = ['mha', 'gqa', 'matmul'] as const;
+
+// Vanilla's passes over its Sq×Sk float32 score matrix beyond fused's work:
+// the Q·Kᵀ write, the mask read+write, the row-max read, the exp read+write and
+// the P·V read (vanilla_attention.cc); fused keeps its score tile in L1.
+const VANILLA_SCORE_PASSES = 7;
+
+/**
+ * The vanilla/fused ratio that vanilla's extra memory traffic alone explains:
+ * (fused time × the FLOPs vanilla does that fused skips (2× for causal) +
+ * score-matrix bytes ÷ measured read bandwidth) ÷ fused time.
+ */
+function vanillaModel(s: Shape, fusedMs: number, gbps: number): number {
+  const bytes = VANILLA_SCORE_PASSES * 4 * s.B * s.H * s.S * s.S;
+  return (fusedMs * (s.causal ? 2 : 1) + bytes / gbps / 1e6) / fusedMs;
+}
 
 function grid(full: boolean): Shape[] {
   const out: Shape[] = [];
@@ -77,27 +93,29 @@ function bar(done: number, total: number, what: string): void {
   if (done === total) process.stderr.write('\n');
 }
 
-/** Every implementation on one shape, side by side in one tinybench run. */
+/**
+ * Every implementation on one shape, one after another in this run. Each gets
+ * its own tinybench (its warm-up right before its samples: a Bench warms all
+ * tasks up first, which would time fmha while onnxruntime's threads still spin
+ * from their warm-up) and a pause after it for those threads to go idle.
+ */
 async function benchShape(s: Shape, impls: Impl[], peak: number): Promise<Row> {
   const flops = attentionFlops(s);
-  // Enough samples for a stable mean without spending minutes on the largest shapes.
-  const big = flops > 5e10;
-  // Two warm-up calls: onnxruntime's first runs grow its memory arena and are 2-7x slower.
-  const bench = new Bench({ time: big ? 0 : 400, iterations: big ? 2 : 5, warmupTime: 0, warmupIterations: 2 });
+  const big = flops > 5e10;  // enough samples for a stable mean without minutes on the largest shapes
   const results: Record<string, Outcome> = {};
-  const runners: Runner[] = [];
   for (const impl of impls) {
     const r = await impl.prepare(s);
-    if ('run' in r) { bench.add(impl.name, r.run); runners.push(r); }
-    else results[impl.name] = r;
-  }
-  await bench.run();
-  for (const r of runners) await r.release?.();
-  for (const t of bench.tasks) {
-    const res = t.result;
-    if (res.state !== 'completed') { results[t.name] = { unsupported: `${res.state}: ${'error' in res ? String(res.error) : ''}` }; continue; }
+    if (!('run' in r)) { results[impl.name] = r; continue; }
+    // Two warm-up calls: onnxruntime's first runs grow its memory arena and are 2-7x slower.
+    const bench = new Bench({ time: big ? 0 : 400, iterations: big ? 2 : 5, warmupTime: 0, warmupIterations: 2 });
+    bench.add(impl.name, r.run);
+    await bench.run();
+    await r.release?.();
+    await sleep(100);
+    const res = bench.tasks[0]!.result;
+    if (res.state !== 'completed') { results[impl.name] = { unsupported: `${res.state}: ${'error' in res ? String(res.error) : ''}` }; continue; }
     const ms = res.latency.mean, gflops = flops / ms / 1e6;
-    results[t.name] = { ms, gflops, peakFraction: gflops / peak };
+    results[impl.name] = { ms, gflops, peakFraction: gflops / peak };
   }
   return { shape: label(s), ...s, results };
 }
@@ -114,7 +132,7 @@ function bestOrt(row: Row): { name: string; ms: number } | undefined {
   return best;
 }
 
-function printTable(rows: Row[], names: string[]): void {
+function printTable(rows: Row[], names: string[], gbps: number): void {
   console.table(rows.map((r) => {
     const out: Record<string, string> = { shape: r.shape };
     for (const n of names) {
@@ -122,7 +140,7 @@ function printTable(rows: Row[], names: string[]): void {
       out[n] = !o ? '' : 'ms' in o ? `${o.ms.toFixed(2)} ms ${o.gflops.toFixed(0)} GF/s ${(o.peakFraction * 100).toFixed(0)}%` : 'n/a';
     }
     const f = ms(r.results.fused), va = ms(r.results.vanilla), ort = bestOrt(r);
-    out['fused/vanilla'] = f && va ? `${(va / f).toFixed(2)}x` : '';
+    out['fused/vanilla'] = f && va ? `${(va / f).toFixed(2)}x (model ${vanillaModel(r, f, gbps).toFixed(2)}x)` : '';
     out['fused/best ort'] = f && ort ? `${(ort.ms / f).toFixed(2)}x (${ort.name})` : '';
     return out;
   }));
@@ -153,6 +171,7 @@ export async function runCpuBench(opts: BenchOptions): Promise<void> {
   if (!names.includes('ort-mha')) console.log('onnxruntime-node is not installed: the peer columns are skipped (it is a devDependency of fmha).');
 
   const peakBefore = measureCpuPeak(0.5).gflops;
+  const gbps = measureMemoryBandwidth(1024).gbps;
   const rows: Row[] = [];
   for (const [i, s] of shapes.entries()) {
     if (opts.progress) bar(i, shapes.length, label(s));
@@ -168,7 +187,8 @@ export async function runCpuBench(opts: BenchOptions): Promise<void> {
   for (const S of [1024, 4096]) rss.push(peakRss('vanilla', S, 64));
 
   console.log(`measured FMA peak: ${peakBefore.toFixed(0)} GFLOP/s before, ${peakAfter.toFixed(0)} after (${threads} threads, ${backends().cpu.isa}); % columns use ${peak.toFixed(0)}`);
-  printTable(rows, names);
+  console.log(`measured read bandwidth: ${gbps.toFixed(1)} GB/s; "model" = vanilla/fused explained by vanilla's ${VANILLA_SCORE_PASSES} score-matrix passes (+2x FLOPs when causal)`);
+  printTable(rows, names, gbps);
   console.table(rss.map((r) => ({
     kernel: r.kernel, S: r.S, 'peak RSS MiB': r.peakRssBytes ? (r.peakRssBytes / 2 ** 20).toFixed(0) : r.error,
     'before call MiB': r.baselineRssBytes ? (r.baselineRssBytes / 2 ** 20).toFixed(0) : '',
@@ -182,7 +202,8 @@ export async function runCpuBench(opts: BenchOptions): Promise<void> {
   const command = process.argv.slice(1).map((a) => a.replace(/^.*\/dist\//, 'dist/')).join(' ');
   writeFileSync(`${base}.json`, JSON.stringify({
     command: `node ${command}`, date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model,
-    backends: backends().cpu, peakGflops: { before: peakBefore, after: peakAfter },
+    backends: backends().cpu, peakGflops: { before: peakBefore, after: peakAfter }, readGbps: gbps,
+    vanillaModel: `(fused ms × (2 if causal) + ${VANILLA_SCORE_PASSES}·4·B·H·S² bytes ÷ read GB/s) ÷ fused ms`,
     flops: '4·B·H·Sq·Sk·D, halved for causal', implementations: names, rows, rss,
   }, null, 2) + '\n');
   writeFileSync(`${base}.svg`, chart(rows, names, peak, `fmha CPU attention, ${threads} threads`));
