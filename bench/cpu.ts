@@ -8,7 +8,7 @@
 //   npx fmha bench                      a short grid with a progress bar
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
@@ -71,6 +71,11 @@ async function implementations(threads: number): Promise<Impl[]> {
       name: `ort-${graph}`,
       prepare: async (s) => {
         if (s.dtype !== 'float32') return { unsupported: `onnxruntime-node's CPU EP has no ${s.dtype} attention kernels` };
+        // Every graph but MultiHeadAttention's non-causal flash path materializes the whole
+        // B·H·S² score tensor (and its softmax): skip shapes that would exhaust memory.
+        const scoreBytes = 2 * 4 * s.B * s.H * s.S * s.S;
+        if (!(graph === 'mha' && !s.causal) && scoreBytes > 0.4 * totalmem())
+          return { unsupported: `needs ~${(scoreBytes / 2 ** 30).toFixed(0)} GiB for its B·H·S² scores (machine: ${(totalmem() / 2 ** 30).toFixed(0)} GiB)` };
         const r = await ortModule.createOrtRunner(graph, { ...s, dtype: s.dtype }, threads);
         if ('unsupported' in r) return r;
         const [q, k, v] = qkv(s).map((t) => t.data as Float32Array);
