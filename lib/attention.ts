@@ -38,31 +38,33 @@ export interface AttentionWithLse {
   lse: Tensor;
 }
 
-type Mode = 'sync' | 'async';
+/** Options of any call form (padded or varlen): lib/ reads signal, out and returnLse, the binding the rest. */
+type CallOptions = Omit<NativeAttentionOptions, 'abortFlag' | 'out'> & { out?: Tensor; signal?: AbortSignal };
 
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
-function toNativeOptions(opts: AttentionOptions, abortFlag?: Int32Array): NativeAttentionOptions {
+function toNativeOptions(opts: CallOptions, abortFlag?: Int32Array): NativeAttentionOptions {
   const { signal: _signal, ...rest } = opts;
   return abortFlag ? { ...rest, abortFlag } : rest;
 }
 
-function wrapResult(r: NativeAttentionResult, q: Tensor, opts: AttentionOptions): Tensor | AttentionWithLse {
+function wrapResult(r: NativeAttentionResult, q: Tensor, opts: CallOptions): Tensor | AttentionWithLse {
   const out = opts.out ?? new Tensor(q.dtype, r.out, r.outShape);
   if (!opts.returnLse) return out;
   return { out, lse: new Tensor('float32', r.lse!, r.lseShape!) };
 }
 
 // `opts` may be undefined or null (no options); anything else goes to the binding to validate.
-function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions | null): Tensor | AttentionWithLse {
+// Shared with lib/varlen.ts (kind 'varlen'); not part of the public API.
+export function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: CallOptions | null): Tensor | AttentionWithLse {
   const opts = options ?? {};
   if (opts.signal?.aborted) throw abortError(opts.signal);
   return wrapResult(native.attentionSync(kind, q, k, v, toNativeOptions(opts)), q, opts);
 }
 
-async function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions | null): Promise<Tensor | AttentionWithLse> {
+export async function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: CallOptions | null): Promise<Tensor | AttentionWithLse> {
   const opts = options ?? {};
   const { signal } = opts;
   if (signal?.aborted) throw abortError(signal);

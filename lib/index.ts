@@ -4,6 +4,8 @@ export {
   attention, attentionSync, vanillaAttention, vanillaAttentionSync,
   type AttentionOptions, type AttentionWithLse,
 } from './attention.js';
+export { varlenAttention, varlenAttentionSync, type VarlenAttentionOptions } from './varlen.js';
+export { packSequences, unpackSequences, type PackedSequences } from './packing.js';
 export {
   backends, measureCpuPeak, measureMemoryBandwidth, setNumThreads,
   type BackendsInfo, type CpuPeak, type CudaDeviceInfo, type MemoryBandwidth,

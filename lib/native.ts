@@ -31,6 +31,11 @@ export interface NativeAttentionOptions {
   backend?: string;
   /** Int32Array(1) set to 1 by lib/ when the caller's AbortSignal fires. */
   abortFlag?: Int32Array;
+  /** Varlen only (kind 'varlen'). */
+  cuSeqlensQ?: Int32Array;
+  cuSeqlensK?: Int32Array;
+  maxSeqlenQ?: number;
+  maxSeqlenK?: number;
 }
 
 export interface NativeAttentionResult {
@@ -68,7 +73,20 @@ export interface BackendsInfo {
   };
 }
 
-export type AttentionKind = 'fused' | 'vanilla';
+/** 'varlen' is the fused kernel over packed [T, H, D] sequences. */
+export type AttentionKind = 'fused' | 'vanilla' | 'varlen';
+
+export interface NativePackResult {
+  packed: TensorData;
+  packedShape: number[];
+  cuSeqlens: Int32Array;
+  maxSeqlen: number;
+}
+
+export interface NativeUnpackResult {
+  padded: TensorData;
+  paddedShape: number[];
+}
 
 /** The machine's measured float32 multiply-add rate on fmha's SIMD path. */
 export interface CpuPeak {
@@ -94,6 +112,10 @@ export interface Binding {
                 opts: NativeAttentionOptions): NativeAttentionResult;
   attentionAsync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
                  opts: NativeAttentionOptions): Promise<NativeAttentionResult>;
+  /** [sync] Removes padding: padded [B, S, H, D] → packed [T, H, D]. */
+  packSequences(padded: NativeTensor, lengths: unknown): NativePackResult;
+  /** [sync] Rebuilds padding: packed [T, H, D] → zero-filled [B, seqLen, H, D]. */
+  unpackSequences(packed: NativeTensor, cuSeqlens: unknown, seqLen: unknown): NativeUnpackResult;
   /** Throws FmhaError when the tensor is malformed (one validator, shared with attention). */
   validateTensor(t: NativeTensor, name: string): void;
   /** Contiguous float32 copy of any (possibly strided) tensor. */

@@ -34,6 +34,11 @@ export function randomQKV(
   };
 }
 
+/** ALiBi's standard slopes 2^(−8(h+1)/H). */
+export function alibi(H: number, scale = 1): Float32Array {
+  return Float32Array.from({ length: H }, (_, h) => scale * 2 ** (-8 * (h + 1) / H));
+}
+
 /** The NaN bit pattern (or value) of each dtype. */
 export function nanData(n: number, dtype: DType): Float32Array | Uint16Array {
   if (dtype === 'float32') return new Float32Array(n).fill(NaN);

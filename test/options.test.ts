@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, type AttentionOptions, type DType } from '../lib/index.js';
 import { referenceAttention, rng, randomNormal, product, type RefResult } from './reference.js';
-import { randomQKV, run, nanTensor, checkResult, KINDS } from './helpers.js';
+import { randomQKV, run, nanTensor, checkResult, alibi, KINDS } from './helpers.js';
 
 interface Shape { B: number; Sq: number; Sk: number; Hq: number; Hkv?: number; D: number; Dv?: number }
 
@@ -14,11 +14,6 @@ const SQUARE: Shape = { B: 2, Sq: 37, Sk: 37, Hq: 2, D: 40 };
 const WIDE: Shape = { B: 2, Sq: 20, Sk: 45, Hq: 2, D: 40 };  // Sq < Sk (prefill over a prefix)
 const TALL: Shape = { B: 2, Sq: 45, Sk: 20, Hq: 2, D: 40 };  // Sq > Sk: the first rows see no key under causal
 const SHAPES = { SQUARE, WIDE, TALL };
-
-/** ALiBi's standard slopes 2^(−8(h+1)/H). */
-export function alibi(H: number, scale = 1): Float32Array {
-  return Float32Array.from({ length: H }, (_, h) => scale * 2 ** (-8 * (h + 1) / H));
-}
 
 /**
  * A bias [bB, bH, Sq, Sk] of normal values (σ = 1) with ~10% −Infinity entries,

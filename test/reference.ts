@@ -382,3 +382,63 @@ export function bitsToF32(bits: number): number {
   dv.setUint32(0, bits >>> 0);
   return dv.getFloat32(0);
 }
+
+// ---------------------------------------------------------------------------
+// The varlen reference: referenceAttention per sequence, on slices.
+
+export interface VarlenRefResult {
+  /** [Tq, Hq, Dv]; rows past cuSeqlensQ[B] are 0 (what a new output holds). */
+  out: Float64Array;
+  outShape: number[];
+  /** [Hq, Tq]; −Infinity for rows that see no key and rows past cuSeqlensQ[B]. */
+  lse: Float64Array;
+  lseShape: number[];
+  /** [Hq, Tq]: 1 where the row sees no key (rows past cuSeqlensQ[B] included). */
+  noKey: Uint8Array;
+  noKeyRows: number;
+}
+
+/** Rows [r0, r1) of a [T, H, D] tensor as a [1, r1 − r0, H, D] one (values already decoded). */
+function rowSlice(values: Float64Array, shape: readonly number[], r0: number, r1: number): TensorLike {
+  const row = shape[1]! * shape[2]!;
+  return { dtype: 'float32', shape: [1, r1 - r0, shape[1]!, shape[2]!], data: values.subarray(r0 * row, r1 * row) };
+}
+
+/**
+ * Varlen attention (DESIGN §3) in float64: sequence b is query rows
+ * [cuQ[b], cuQ[b+1]) of q [Tq, Hq, D] and key rows [cuK[b], cuK[b+1]) of k, v;
+ * each is an independent referenceAttention with its own Sq and Sk.
+ */
+export function referenceVarlen(q: TensorLike, k: TensorLike, v: TensorLike, cuQ: ArrayLike<number>, cuK: ArrayLike<number>,
+  opts: Omit<RefOptions, 'seqlensK' | 'bias'> = {}): VarlenRefResult {
+  const [Tq, Hq] = q.shape as [number, number, number];
+  const Dv = v.shape[2]!;
+  const qv = readValues(q), kv = readValues(k), vv = readValues(v);
+  const out = new Float64Array(Tq * Hq * Dv);
+  const lse = new Float64Array(Hq * Tq).fill(-Infinity);
+  const noKey = new Uint8Array(Hq * Tq).fill(1);
+  const B = cuQ.length - 1;
+  for (let b = 0; b < B; b++) {
+    const q0 = cuQ[b]!, q1 = cuQ[b + 1]!;
+    if (q1 === q0) continue;
+    const r = referenceAttention(rowSlice(qv, q.shape, q0, q1), rowSlice(kv, k.shape, cuK[b]!, cuK[b + 1]!),
+      rowSlice(vv, v.shape, cuK[b]!, cuK[b + 1]!), opts);
+    out.set(r.out, q0 * Hq * Dv);
+    for (let h = 0; h < Hq; h++) {
+      for (let i = 0; i < q1 - q0; i++) {
+        lse[h * Tq + q0 + i] = r.lse[h * (q1 - q0) + i]!;
+        noKey[h * Tq + q0 + i] = r.noKey[h * (q1 - q0) + i]!;
+      }
+    }
+  }
+  let noKeyRows = 0;
+  for (const x of noKey) noKeyRows += x;
+  return { out, outShape: [Tq, Hq, Dv], lse, lseShape: [Hq, Tq], noKey, noKeyRows };
+}
+
+/** Prefix sums of lengths, starting at 0: FlashAttention's cu_seqlens. */
+export function cuSeqlensOf(lengths: readonly number[]): Int32Array {
+  const cu = new Int32Array(lengths.length + 1);
+  for (let b = 0; b < lengths.length; b++) cu[b + 1] = cu[b]! + lengths[b]!;
+  return cu;
+}

@@ -28,6 +28,7 @@ Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   env.AddCleanupHook(on_env_teardown, new std::shared_ptr<EnvState::Flight>(st->flight));
   register_runtime(env, exports);
   register_attention(env, exports);
+  register_packing(env, exports);
   register_tensor_functions(env, exports);
   return exports;
 }

@@ -1,6 +1,6 @@
-// attentionSync / attentionAsync: [sync] runs on the calling thread (which joins
-// the CPU pool) and throws; [async] validates here, then queues the kernel on
-// the dispatcher and returns a promise.
+// attentionSync / attentionAsync (kind 'fused', 'vanilla' or 'varlen'): [sync]
+// runs on the calling thread (which joins the CPU pool) and throws; [async]
+// validates here, then queues the kernel on the dispatcher and returns a promise.
 #include <napi.h>
 
 #include "binding/async_queue.h"
@@ -9,16 +9,24 @@
 #include "binding/errors.h"
 #include "binding/exports.h"
 #include "binding/runtime_config.h"
+#include "binding/tensor_args.h"
 #include "cpu/thread_pool.h"
 
 namespace fmha {
 namespace {
 
-AttentionKind read_kind(const Napi::Value& v) {
+struct Kind {
+  AttentionKind kernel;
+  Layout layout;
+};
+
+// 'varlen' is the fused kernel over packed sequences.
+Kind read_kind(const Napi::Value& v) {
   const std::string k = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (k == "fused") return AttentionKind::Fused;
-  if (k == "vanilla") return AttentionKind::Vanilla;
-  fail(code::kArgument, "attention kind must be 'fused' or 'vanilla', got " + describe(v));
+  if (k == "fused") return {AttentionKind::Fused, Layout::Padded};
+  if (k == "vanilla") return {AttentionKind::Vanilla, Layout::Padded};
+  if (k == "varlen") return {AttentionKind::Fused, Layout::Packed};
+  fail(code::kArgument, "attention kind must be 'fused', 'vanilla' or 'varlen', got " + describe(v));
 }
 
 ExecContext exec_context(const AttentionCall& call) {
@@ -29,20 +37,13 @@ ExecContext exec_context(const AttentionCall& call) {
   return ctx;
 }
 
-
-Napi::Array to_array(Napi::Env env, const std::vector<int64_t>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, Napi::Number::New(env, double(v[i])));
-  return a;
-}
-
 Napi::Object result_object(Napi::Env env, Napi::Value out, Napi::Value lse, const AttentionCall& call) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("out", out);
-  r.Set("outShape", to_array(env, call.out_shape));
+  r.Set("outShape", shape_array(env, call.out_shape));
   if (!lse.IsEmpty() && !lse.IsUndefined()) {
     r.Set("lse", lse);
-    r.Set("lseShape", to_array(env, call.lse_shape));
+    r.Set("lseShape", shape_array(env, call.lse_shape));
   }
   return r;
 }
@@ -91,9 +92,9 @@ class AttentionJob final : public AsyncJob {
 
 Napi::Value attention_sync(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const AttentionKind kind = read_kind(info[0]);
-    AttentionCall call = parse_attention_call(info);
-    const Status st = run_attention(kind, call.backend, call.params, exec_context(call));
+    const Kind kind = read_kind(info[0]);
+    AttentionCall call = parse_attention_call(info, kind.layout);
+    const Status st = run_attention(kind.kernel, call.backend, call.params, exec_context(call));
     if (!st.ok()) throw status_error(info.Env(), st);
     return result_object(info.Env(), call.out, call.lse.IsEmpty() ? info.Env().Undefined() : Napi::Value(call.lse), call);
   });
@@ -101,8 +102,8 @@ Napi::Value attention_sync(const Napi::CallbackInfo& info) {
 
 Napi::Value attention_async(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    const AttentionKind kind = read_kind(info[0]);
-    auto job = std::make_unique<AttentionJob>(info.Env(), kind, parse_attention_call(info));
+    const Kind kind = read_kind(info[0]);
+    auto job = std::make_unique<AttentionJob>(info.Env(), kind.kernel, parse_attention_call(info, kind.layout));
     Napi::Promise promise = job->promise();
     submit_async(info.Env(), std::move(job));
     return promise;

@@ -1,5 +1,6 @@
 #include "binding/attention_args.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
@@ -16,21 +17,17 @@ constexpr int64_t kMaxHeadDim = 256;
 
 std::string str(int64_t v) { return std::to_string(v); }
 
-void expect_rank(const TensorArg& t, int rank, const char* layout) {
-  if (t.rank() != rank)
-    fail(code::kShape, t.name + " must have rank " + str(rank) + " " + layout + ", got shape " + shape_string(t.shape));
-}
-
 void expect_dim(const TensorArg& t, int dim, int64_t want, const char* what) {
   if (t.shape[dim] != want)
     fail(code::kShape, t.name + ".shape[" + str(dim) + "] (" + what + ") must be " + str(want) + ", got " +
                            str(t.shape[dim]));
 }
 
-void expect_head_dim(const TensorArg& t, const char* what) {
-  const int64_t d = t.shape[3];
+void expect_head_dim(const TensorArg& t, int dim, const char* what) {
+  const int64_t d = t.shape[dim];
   if (d < 1 || d > kMaxHeadDim)
-    fail(code::kShape, t.name + ".shape[3] (" + what + ") must be in [1, " + str(kMaxHeadDim) + "], got " + str(d));
+    fail(code::kShape, t.name + ".shape[" + str(dim) + "] (" + what + ") must be in [1, " + str(kMaxHeadDim) +
+                           "], got " + str(d));
 }
 
 void expect_same_dtype(const TensorArg& t, const TensorArg& q) {
@@ -39,10 +36,14 @@ void expect_same_dtype(const TensorArg& t, const TensorArg& q) {
                            dtype_name(t.dtype));
 }
 
-void copy_bshd_strides(const TensorArg& t, int64_t* stride) {
-  if (t.rank() == 4 && t.strides[3] != 1 && t.shape[3] > 1)
-    fail(code::kArgument, t.name + ".strides[3] must be 1");
-  for (int i = 0; i < 3; ++i) stride[i] = t.strides[i];
+// AttentionParams strides (batch, row, head): a packed [T, H, D] tensor is one
+// sequence of T rows with batch stride 0; SequenceView adds each sequence's first row.
+void copy_strides(const TensorArg& t, Layout layout, int64_t* stride) {
+  const int last = t.rank() - 1;
+  if (t.strides[last] != 1 && t.shape[last] > 1) fail(code::kArgument, t.name + ".strides[" + str(last) + "] must be 1");
+  const int first = layout == Layout::Packed ? 1 : 0;
+  stride[0] = 0;
+  for (int i = first; i < 3; ++i) stride[i] = t.strides[i - first];
 }
 
 bool read_bool(const Napi::Object& o, const char* key, bool dflt) {
@@ -90,43 +91,88 @@ const T* read_array_option(const Napi::Object& o, const char* key, napi_typedarr
   return reinterpret_cast<const T*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
 }
 
-const std::set<std::string>& known_options() {
-  static const std::set<std::string> keys = {"causal", "scale", "window", "softcap", "alibiSlopes", "seqlensK",
-                                             "bias", "returnLse", "out", "backend", "abortFlag"};
-  return keys;
+bool known_option(const std::string& key, Layout layout) {
+  static const std::set<std::string> shared = {"causal", "scale", "window", "softcap", "alibiSlopes", "seqlensK",
+                                               "bias", "returnLse", "out", "backend", "abortFlag"};
+  static const std::set<std::string> varlen = {"cuSeqlensQ", "cuSeqlensK", "maxSeqlenQ", "maxSeqlenK"};
+  return shared.count(key) || (layout == Layout::Packed && varlen.count(key));
+}
+
+// Dimension names of q, k, v and out per layout, for messages.
+struct LayoutNames {
+  const char *q, *k, *v, *out;
+};
+LayoutNames layout_names(Layout layout) {
+  if (layout == Layout::Packed)
+    return {"[tokensQ, headsQ, headDim]", "[tokensK, headsKV, headDim]", "[tokensK, headsKV, headDimV]",
+            "[tokensQ, headsQ, headDimV]"};
+  return {"[batch, seqQ, headsQ, headDim]", "[batch, seqK, headsKV, headDim]", "[batch, seqK, headsKV, headDimV]",
+          "[batch, seqQ, headsQ, headDimV]"};
+}
+
+// Varlen: B, the longest lengths and the cu_seqlens pointers from opts (DESIGN §3).
+// Sq and Sk become the real longest lengths (scratch is sized by them); a
+// caller's maxSeqlen is only checked, as FlashAttention's max_seqlen is a promise.
+void read_varlen_options(const Napi::Object& o, const TensorArg& q, const TensorArg& k, AttentionCall& call) {
+  AttentionParams& p = call.params;
+  call.cu_q = read_cu_seqlens(o.Get("cuSeqlensQ"), "opts.cuSeqlensQ", q.shape[0], "q");
+  call.cu_k = read_cu_seqlens(o.Get("cuSeqlensK"), "opts.cuSeqlensK", k.shape[0], "k");
+  if (call.cu_k.batch != call.cu_q.batch)
+    fail(code::kShape, "opts.cuSeqlensK must have as many entries as opts.cuSeqlensQ (" + str(call.cu_q.batch + 1) +
+                           ", batch + 1), got " + str(call.cu_k.batch + 1));
+  read_max_seqlen(o.Get("maxSeqlenQ"), "opts.maxSeqlenQ", call.cu_q.max_len);
+  read_max_seqlen(o.Get("maxSeqlenK"), "opts.maxSeqlenK", call.cu_k.max_len);
+  if (!o.Get("seqlensK").IsUndefined())
+    fail(code::kArgument, "opts.seqlensK is for padded batches; in varlenAttention sequence b's keys are rows "
+                          "opts.cuSeqlensK[b] .. opts.cuSeqlensK[b + 1] of k");
+  if (!o.Get("bias").IsUndefined())
+    fail(code::kArgument, "opts.bias is for padded batches (its [B, Hq, Sq, Sk] layout has no packed form); "
+                          "call attention() on the padded batch for a bias");
+  p.B = call.cu_q.batch;
+  p.Sq = call.cu_q.max_len;
+  p.Sk = call.cu_k.max_len;
+  p.cu_seqlens_q = call.cu_q.values.data();
+  p.cu_seqlens_k = call.cu_k.values.data();
 }
 
 }  // namespace
 
-AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
+AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout) {
   Napi::Env env = info.Env();
   AttentionCall call;
   AttentionParams& p = call.params;
+  const bool packed = layout == Layout::Packed;
+  const LayoutNames names = layout_names(layout);
+  const int s = packed ? 0 : 1;  // the row (sequence or token) dim; heads at s + 1, head dim at s + 2
 
   const TensorArg q = read_tensor(info[1], "q");
   const TensorArg k = read_tensor(info[2], "k");
   const TensorArg v = read_tensor(info[3], "v");
-  expect_rank(q, 4, "[batch, seqQ, headsQ, headDim]");
-  expect_rank(k, 4, "[batch, seqK, headsKV, headDim]");
-  expect_rank(v, 4, "[batch, seqK, headsKV, headDimV]");
+  expect_rank(q, s + 3, names.q);
+  expect_rank(k, s + 3, names.k);
+  expect_rank(v, s + 3, names.v);
   expect_same_dtype(k, q);
   expect_same_dtype(v, q);
   p.dtype = q.dtype;
-  p.B = q.shape[0]; p.Sq = q.shape[1]; p.Hq = q.shape[2]; p.D = q.shape[3];
-  p.Sk = k.shape[1]; p.Hkv = k.shape[2]; p.Dv = v.shape[3];
-  expect_head_dim(q, "headDim");
-  expect_dim(k, 0, p.B, "batch, as q");
-  expect_dim(k, 3, p.D, "headDim, as q");
-  expect_dim(v, 0, p.B, "batch, as q");
-  expect_dim(v, 1, p.Sk, "seqK, as k");
-  expect_dim(v, 2, p.Hkv, "headsKV, as k");
-  expect_head_dim(v, "headDimV");
-  if (p.Hq < 1) fail(code::kShape, "q.shape[2] (headsQ) must be ≥ 1, got " + str(p.Hq));
+  p.Hq = q.shape[s + 1]; p.D = q.shape[s + 2];
+  p.Hkv = k.shape[s + 1]; p.Dv = v.shape[s + 2];
+  expect_head_dim(q, s + 2, "headDim");
+  if (!packed) {
+    p.B = q.shape[0]; p.Sq = q.shape[1]; p.Sk = k.shape[1];
+    expect_dim(k, 0, p.B, "batch, as q");
+    expect_dim(v, 0, p.B, "batch, as q");
+  }
+  expect_dim(k, s + 2, p.D, "headDim, as q");
+  expect_dim(v, s, k.shape[s], packed ? "tokensK, as k" : "seqK, as k");
+  expect_dim(v, s + 1, p.Hkv, "headsKV, as k");
+  expect_head_dim(v, s + 2, "headDimV");
+  if (p.Hq < 1) fail(code::kShape, "q.shape[" + str(s + 1) + "] (headsQ) must be ≥ 1, got " + str(p.Hq));
   if (p.Hkv < 1 || p.Hq % p.Hkv != 0)
-    fail(code::kShape, "k.shape[2] (headsKV) must be ≥ 1 and divide q's heads (" + str(p.Hq) + "), got " + str(p.Hkv));
-  copy_bshd_strides(q, p.q_stride);
-  copy_bshd_strides(k, p.k_stride);
-  copy_bshd_strides(v, p.v_stride);
+    fail(code::kShape, "k.shape[" + str(s + 1) + "] (headsKV) must be ≥ 1 and divide q's heads (" + str(p.Hq) +
+                           "), got " + str(p.Hkv));
+  copy_strides(q, layout, p.q_stride);
+  copy_strides(k, layout, p.k_stride);
+  copy_strides(v, layout, p.v_stride);
   p.q = q.data; p.k = k.data; p.v = v.data;
   call.inputs = {q.array, k.array, v.array};
 
@@ -136,9 +182,11 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
   Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string key = keys.Get(i).ToString().Utf8Value();
-    if (!known_options().count(key) && !o.Get(key).IsUndefined())
-      fail(code::kArgument, "opts." + key + " is not an attention option");
+    if (!known_option(key, layout) && !o.Get(key).IsUndefined())
+      fail(code::kArgument, "opts." + key + " is not an option of " + (packed ? "varlenAttention" : "attention") +
+                                (!packed && known_option(key, Layout::Packed) ? " (it is one of varlenAttention)" : ""));
   }
+  if (packed) read_varlen_options(o, q, k, call);
 
   p.causal = read_bool(o, "causal", false);
   p.scale = float(read_number(o, "scale", 1.0 / std::sqrt(double(p.D))));
@@ -193,9 +241,12 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
   call.abort_flag = read_array_option<int32_t>(o, "abortFlag", napi_int32_array, 1, "one flag", call);
 
   // Outputs: the caller's `out` (validated) or new arrays; allocation comes last.
-  call.out_shape = {p.B, p.Sq, p.Hq, p.Dv};
+  const int64_t Tq = q.shape[0];  // packed: query rows, cu_seqlens_q[B] of them real
+  call.out_shape = packed ? std::vector<int64_t>{Tq, p.Hq, p.Dv} : std::vector<int64_t>{p.B, p.Sq, p.Hq, p.Dv};
+  call.lse_shape = packed ? std::vector<int64_t>{p.Hq, Tq} : std::vector<int64_t>{p.B, p.Hq, p.Sq};
+  const int64_t rows = packed ? Tq : p.B * p.Sq;
   int64_t out_numel = 0;
-  if (!checked_mul(p.B * p.Sq, p.Hq * p.Dv, &out_numel)) fail(code::kShape, "the output has more than 2^63 elements");
+  if (!checked_mul(rows, p.Hq * p.Dv, &out_numel)) fail(code::kShape, "the output has more than 2^63 elements");
   Napi::Value outv = o.Get("out");
   if (!outv.IsUndefined()) {
     TensorArg out = read_tensor(outv, "opts.out");
@@ -203,7 +254,7 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
       fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(q.dtype) + "), got " +
                              dtype_name(out.dtype));
     if (out.shape != call.out_shape)
-      fail(code::kShape, "opts.out.shape must be " + shape_string(call.out_shape) + " [batch, seqQ, headsQ, headDimV], got " +
+      fail(code::kShape, "opts.out.shape must be " + shape_string(call.out_shape) + " " + names.out + ", got " +
                              shape_string(out.shape));
     if (!out.contiguous) fail(code::kArgument, "opts.out must be contiguous (no strided view)");
     for (const TensorArg& in : read_inputs) check_no_overlap(out, in);
@@ -211,7 +262,6 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
     p.out = out.data;
   }
   const bool want_lse = read_bool(o, "returnLse", false);
-  call.lse_shape = {p.B, p.Hq, p.Sq};
   try {
     if (p.out == nullptr) {
       call.out = q.dtype == DType::F32 ? Napi::TypedArray(Napi::Float32Array::New(env, size_t(out_numel)))
@@ -219,15 +269,22 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info) {
       p.out = static_cast<char*>(call.out.ArrayBuffer().Data()) + call.out.ByteOffset();
     }
     if (want_lse) {
-      call.lse = Napi::Float32Array::New(env, size_t(p.B * p.Hq * p.Sq));
+      call.lse = Napi::Float32Array::New(env, size_t(rows * p.Hq));
       p.lse = call.lse.Data();
     }
   } catch (const Napi::Error& e) {
     fail(code::kOom, "allocating the output of " + str(out_numel) + " elements failed: " + e.Message());
   }
-  p.o_stride[0] = p.Sq * p.Hq * p.Dv;
+  p.o_stride[0] = packed ? 0 : p.Sq * p.Hq * p.Dv;
   p.o_stride[1] = p.Hq * p.Dv;
   p.o_stride[2] = p.Dv;
+  p.lse_stride[0] = packed ? 0 : p.Hq * p.Sq;
+  p.lse_stride[1] = packed ? Tq : p.Sq;
+  // Packed rows past cuSeqlensQ[B] belong to no sequence: they see no key (lse
+  // −Infinity) and, in a new out, stay 0; a caller's out keeps them untouched.
+  if (packed && p.lse)
+    for (int64_t h = 0; h < p.Hq; ++h)
+      std::fill(p.lse + h * Tq + call.cu_q.values.back(), p.lse + (h + 1) * Tq, -INFINITY);
   call.inputs.push_back(call.out);
   return call;
 }

@@ -1,12 +1,17 @@
-// Validates attention(q, k, v, opts) and fills AttentionParams (DESIGN §2–§4).
-// Every check happens here, before any kernel runs.
+// Validates attention(q, k, v, opts) and varlenAttention(q, k, v, opts) and
+// fills AttentionParams (DESIGN §2–§4). Every check happens here, before any
+// kernel runs.
 #pragma once
 #include <napi.h>
 #include <vector>
 #include "core/attention_params.h"
+#include "binding/seqlens_args.h"
 #include "dispatch.h"
 
 namespace fmha {
+
+// Padded [B, S, H, D] tensors, or packed varlen [T, H, D] with opts.cuSeqlensQ/K.
+enum class Layout { Padded, Packed };
 
 struct AttentionCall {
   AttentionParams params;
@@ -16,9 +21,17 @@ struct AttentionCall {
   Napi::Float32Array lse;           // when returnLse
   std::vector<int64_t> out_shape, lse_shape;
   std::vector<Napi::Value> inputs;  // JS values the kernel reads: kept alive by async calls
+  CuSeqlensArg cu_q, cu_k;          // Packed: what params.cu_seqlens_q/k point into
+
+  // Moves keep those pointers valid (a vector's buffer moves with it); a copy would not.
+  AttentionCall() = default;
+  AttentionCall(AttentionCall&&) = default;
+  AttentionCall& operator=(AttentionCall&&) = default;
+  AttentionCall(const AttentionCall&) = delete;
+  AttentionCall& operator=(const AttentionCall&) = delete;
 };
 
 // Throws FmhaException on any invalid argument; allocates the outputs last.
-AttentionCall parse_attention_call(const Napi::CallbackInfo& info);
+AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout);
 
 }  // namespace fmha

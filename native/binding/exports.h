@@ -5,6 +5,7 @@
 namespace fmha {
 
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_packing(Napi::Env env, Napi::Object exports);
 void register_tensor_functions(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
 

@@ -53,6 +53,18 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+Napi::Array shape_array(Napi::Env env, const std::vector<int64_t>& shape) {
+  Napi::Array a = Napi::Array::New(env, shape.size());
+  for (uint32_t i = 0; i < shape.size(); ++i) a.Set(i, Napi::Number::New(env, double(shape[i])));
+  return a;
+}
+
+void expect_rank(const TensorArg& t, int rank, const char* layout) {
+  if (t.rank() != rank)
+    fail(code::kShape, t.name + " must have rank " + std::to_string(rank) + " " + layout + ", got shape " +
+                           shape_string(t.shape));
+}
+
 Napi::TypedArray expect_typed_array(const Napi::Value& v, napi_typedarray_type type, const std::string& name) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
     fail(code::kDtype, name + " must be " + (type == napi_int32_array ? "an " : "a ") + typed_array_name(type) +

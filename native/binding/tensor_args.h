@@ -31,6 +31,12 @@ TensorArg read_tensor(const Napi::Value& v, const std::string& name);
 // A tensor's dimensions for messages: [2, 7, 4, 64].
 std::string shape_string(const std::vector<int64_t>& shape);
 
+// A shape as a JS array of numbers, for results.
+Napi::Array shape_array(Napi::Env env, const std::vector<int64_t>& shape);
+
+// t must have `rank` dims (else ERR_FMHA_SHAPE naming `layout`, e.g. "[batch, seq, heads, headDim]").
+void expect_rank(const TensorArg& t, int rank, const char* layout);
+
 // The typed array must be an Int32Array / Float32Array (else ERR_FMHA_DTYPE).
 Napi::TypedArray expect_typed_array(const Napi::Value& v, napi_typedarray_type type, const std::string& name);
 

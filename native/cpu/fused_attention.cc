@@ -1,15 +1,19 @@
 // FlashAttention-2-style forward pass on the CPU (Dao 2023, Alg. 1). A unit of
-// work is (batch, query head, block of kBlockQ query rows); K/V stream through
-// in blocks of kKeyBlock keys with the online softmax (running max m, sum l,
-// rescaled accumulator), so memory is O(S·D). Blocks outside every row's
+// work is (sequence, query head, block of kBlockQ query rows); K/V stream
+// through in blocks of kKeyBlock keys with the online softmax (running max m,
+// sum l, rescaled accumulator), so memory is O(S·D). Blocks outside every row's
 // visible key interval are never touched; blocks inside all of them skip
-// per-element masks.
+// per-element masks. Padded [B, S, H, D] and packed varlen [T, H, D] batches
+// run the same code: SequenceView gives each sequence's rows and lengths.
 //
-// Scheduling: units are ordered (b, kv head, query head of the group, query
-// block) and cut into contiguous chunks of equal cost (visible keys), claimed
-// dynamically. Units that share a kv head run back to back on one thread, so
-// its KvBlockCache packs each K/V block once per thread instead of once per
-// query block, and causal or ragged work stays balanced.
+// Scheduling: units are ordered (sequence, kv head, query head of the group,
+// query block), exist only for each sequence's real query rows, and are cut
+// into contiguous chunks of equal cost (visible keys), claimed dynamically. So
+// work is scheduled by cost, not batch × longest length (ByteTransformer):
+// one long sequence among many short ones is split across threads by its query
+// blocks. Units that share a kv head run back to back on one thread, so its
+// KvBlockCache packs each K/V block once per thread instead of once per query
+// block, and causal or ragged work stays balanced.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -18,6 +22,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/sequence_view.h"
 #include "cpu/attention_cpu.h"
 #include "cpu/bf16_dot_kernels.h"
 #include "cpu/cpu_features.h"
@@ -69,22 +74,29 @@ struct ThreadWork {
 };
 
 struct Unit {
-  int64_t b, h, i0;
+  int64_t b, h, i0;  // sequence, query head, first query row of the block (within the sequence)
 };
 
-// Unit u in (b, kv head, query head of the group, query block) order.
-Unit unit_at(const AttentionParams& p, int64_t q_blocks, int64_t u) {
-  const int64_t qb = u % q_blocks, bh = u / q_blocks;  // bh = (b·Hkv + hk)·group + g = b·Hq + h
-  return {bh / p.Hq, bh % p.Hq, qb * kBlockQ};
+// Every unit in (sequence, kv head, query head of the group, query block)
+// order: h = hk·group + g, so (b, h) order is that order. An empty sequence has none.
+std::vector<Unit> enumerate_units(const AttentionParams& p) {
+  std::vector<Unit> units;
+  for (int64_t b = 0; b < p.B; ++b) {
+    const int64_t sq = sequence_view(p, b).sq;
+    for (int64_t h = 0; h < p.Hq; ++h)
+      for (int64_t i0 = 0; i0 < sq; i0 += kBlockQ) units.push_back({b, h, i0});
+  }
+  return units;
 }
 
 // One unit. Returns false when aborted.
 bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernels& mk, Unit u,
                  ThreadWork& w) {
-  const int rows = int(std::min<int64_t>(kBlockQ, p.Sq - u.i0));
+  const SequenceView seq = sequence_view(p, u.b);
+  const int rows = int(std::min<int64_t>(kBlockQ, seq.sq - u.i0));
   const int64_t hk = u.h / (p.Hq / p.Hkv);
   const int D = int(p.D), Dv = int(p.Dv);
-  const ScorePolicy policy(p, u.b, u.h);
+  const ScorePolicy policy(p, seq, u.h);
   const float ninf = -std::numeric_limits<float>::infinity();
 
   // Union and intersection of the rows' visible key intervals.
@@ -101,7 +113,7 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   }
   std::fill(w.acc, w.acc + int64_t(rows) * Dv, 0.0f);
 
-  const void* q0 = row_ptr(p.q, p.dtype, u.b * p.q_stride[0] + u.i0 * p.q_stride[1] + u.h * p.q_stride[2]);
+  const void* q0 = row_ptr(p.q, p.dtype, seq.q_at(p, u.i0, u.h));
   const int Dp = (D + 1) / 2;  // Q row length in bf16 pairs
   if (w.pairs) {  // raw bf16 rows, zero-padded to whole pairs; the scale is applied to the scores
     uint16_t* q16 = reinterpret_cast<uint16_t*>(w.q);
@@ -112,13 +124,13 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   } else {
     pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, p.scale, w.q, D);
   }
-  w.cache->select(u.b, hk);
+  w.cache->select(seq, hk);
 
   // Whole cached blocks covering the visible keys; keys outside a row's interval are masked.
   for (int64_t blk = k_begin / kKeyBlock; blk * kKeyBlock < k_end; ++blk) {
     if (ctx.aborted()) return false;
     const int64_t j0 = blk * kKeyBlock;
-    const int n = int(std::min<int64_t>(kKeyBlock, p.Sk - j0));
+    const int n = int(std::min<int64_t>(kKeyBlock, seq.sk - j0));
     if (w.pairs)
       w.pairs->gemm(reinterpret_cast<const uint32_t*>(w.q), Dp, reinterpret_cast<const uint32_t*>(w.cache->kt(blk)),
                     kKeyBlock, w.s, kKeyBlock, rows, n, Dp, false, nullptr, p.scale);
@@ -143,10 +155,9 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   for (int r = 0; r < rows; ++r) {
     const int64_t i = u.i0 + r;
     const float l = w.l[r];
-    void* o = static_cast<char*>(p.out) +
-              (u.b * p.o_stride[0] + i * p.o_stride[1] + u.h * p.o_stride[2]) * dtype_size(p.dtype);
+    void* o = static_cast<char*>(p.out) + seq.out_at(p, i, u.h) * dtype_size(p.dtype);
     mk.store_row(w.acc + int64_t(r) * Dv, l > 0 ? 1.0f / l : 0.0f, Dv, p.dtype, o);
-    if (p.lse) p.lse[(u.b * p.Hq + u.h) * p.Sq + i] = l > 0 ? w.m[r] + std::log(l) : ninf;
+    if (p.lse) p.lse[seq.lse_at(p, i, u.h)] = l > 0 ? w.m[r] + std::log(l) : ninf;
   }
   return true;
 }
@@ -154,20 +165,21 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
 // Cost prefix over units: visible (query, key) pairs plus a per-row term for
 // the softmax and output work that does not scale with keys. *pairs gets the
 // total of visible pairs alone.
-std::vector<int64_t> unit_cost_prefix(const AttentionParams& p, int64_t q_blocks, int64_t units, int64_t* visible) {
+std::vector<int64_t> unit_cost_prefix(const AttentionParams& p, const std::vector<Unit>& units, int64_t* visible) {
   *visible = 0;
-  std::vector<int64_t> prefix(size_t(units) + 1, 0);
-  for (int64_t u = 0; u < units; ++u) {
-    const Unit un = unit_at(p, q_blocks, u);
-    const ScorePolicy policy(p, un.b, un.h);
-    const int64_t rows = std::min<int64_t>(kBlockQ, p.Sq - un.i0);
+  std::vector<int64_t> prefix(units.size() + 1, 0);
+  for (size_t u = 0; u < units.size(); ++u) {
+    const Unit& un = units[u];
+    const SequenceView seq = sequence_view(p, un.b);
+    const ScorePolicy policy(p, seq, un.h);
+    const int64_t rows = std::min<int64_t>(kBlockQ, seq.sq - un.i0);
     int64_t cost = rows * (p.D + p.Dv);
     for (int64_t r = 0; r < rows; ++r) {
       const KeyRange kr = policy.keys(un.i0 + r);
       cost += std::max<int64_t>(0, kr.hi - kr.lo);
       *visible += std::max<int64_t>(0, kr.hi - kr.lo);
     }
-    prefix[size_t(u) + 1] = prefix[size_t(u)] + cost;
+    prefix[u + 1] = prefix[u] + cost;
   }
   return prefix;
 }
@@ -175,15 +187,14 @@ std::vector<int64_t> unit_cost_prefix(const AttentionParams& p, int64_t q_blocks
 }  // namespace
 
 Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx) {
-  const int64_t q_blocks = (p.Sq + kBlockQ - 1) / kBlockQ;
-  const int64_t units = q_blocks * p.B * p.Hq;
-  if (units == 0) return {};
+  const std::vector<Unit> units = enumerate_units(p);
+  if (units.empty()) return {};
 
   int64_t visible = 0;
-  const std::vector<int64_t> prefix = unit_cost_prefix(p, q_blocks, units, &visible);
+  const std::vector<int64_t> prefix = unit_cost_prefix(p, units, &visible);
   const double flops = 2.0 * double(p.D + p.Dv) * double(visible);
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(
-      std::min<int64_t>(ctx.num_threads, units), int64_t(flops / kMinFlopsPerThread))));
+      std::min<int64_t>(ctx.num_threads, int64_t(units.size())), int64_t(flops / kMinFlopsPerThread))));
   const std::vector<int64_t> chunks = equal_cost_chunks(prefix, int64_t(threads) * kChunksPerThread);
 
   const int64_t floats = ThreadWork::floats(p);
@@ -203,7 +214,7 @@ Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx) {
       w.emplace(p, mk, pairs, arena);
     }
     for (int64_t u = chunks[size_t(c)]; u < chunks[size_t(c) + 1]; ++u)
-      if (!query_block(p, ctx, mk, unit_at(p, q_blocks, u), *w)) { aborted = true; return; }
+      if (!query_block(p, ctx, mk, units[size_t(u)], *w)) { aborted = true; return; }
   });
   if (out_of_memory)
     return {StatusCode::OutOfMemory, "fused attention: allocating " + std::to_string(floats * 4) +

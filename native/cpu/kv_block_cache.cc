@@ -22,18 +22,17 @@ KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, 
   packed_ = reinterpret_cast<uint8_t*>(row_tmp_ + std::max(p.D, p.Dv));
 }
 
-void KvBlockCache::select(int64_t b, int64_t hk) {
-  if (b == b_ && hk == hk_) return;
-  b_ = b;
+void KvBlockCache::select(const SequenceView& seq, int64_t hk) {
+  if (seq.b == seq_.b && hk == hk_) return;
+  seq_ = seq;
   hk_ = hk;
   std::memset(packed_, 0, size_t(blocks_));
 }
 
 void KvBlockCache::pack(int64_t j) {
   const int64_t j0 = j * kKeyBlock;
-  const int n = int(std::min<int64_t>(kKeyBlock, p_.Sk - j0));
-  const int64_t k_off = b_ * p_.k_stride[0] + hk_ * p_.k_stride[2] + j0 * p_.k_stride[1];
-  const int64_t v_off = b_ * p_.v_stride[0] + hk_ * p_.v_stride[2] + j0 * p_.v_stride[1];
+  const int n = int(std::min<int64_t>(kKeyBlock, seq_.sk - j0));
+  const int64_t k_off = seq_.k_at(p_, j0, hk_), v_off = seq_.v_at(p_, j0, hk_);
   if (pairs_) {
     pairs_->pack_kt(static_cast<const uint16_t*>(row_ptr(p_.k, p_.dtype, k_off)), p_.k_stride[1], n, int(p_.D),
                     reinterpret_cast<uint32_t*>(kt_ + j * kt_block_), kKeyBlock);

@@ -1,4 +1,4 @@
-// K and V of one (batch, kv head), packed block by block on first use into
+// K and V of one (sequence, kv head), packed block by block on first use into
 // float32: Kᵀ blocks (D × kKeyBlock) and V blocks (kKeyBlock × Dv), each
 // contiguous. Every query block of a GQA group then reads unit-stride,
 // already-converted data, so packing and 16-bit conversion cost O(Sk·D) per
@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include "core/attention_params.h"
+#include "core/sequence_view.h"
 #include "cpu/bf16_dot_kernels.h"
 #include "cpu/microkernels.h"
 
@@ -17,16 +18,16 @@ class KvBlockCache {
  public:
   static constexpr int kKeyBlock = 128;
 
-  // Floats of buffer the cache needs for these parameters.
+  // Floats of buffer the cache needs for these parameters (p.Sk: the longest sequence's keys).
   static int64_t floats(const AttentionParams& p);
 
   // pairs: pack bf16 pairs for these kernels (p.dtype must be bfloat16); null: float32.
   KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, const Bf16DotKernels* pairs, float* buf);
 
-  // Makes (b, hk) current; its blocks packed so far stay valid.
-  void select(int64_t b, int64_t hk);
+  // Makes (seq, hk) current; its blocks packed so far stay valid.
+  void select(const SequenceView& seq, int64_t hk);
 
-  // Key block j (keys j·kKeyBlock onwards), packed on first use: Kᵀ with
+  // Key block j (the sequence's keys j·kKeyBlock onwards), packed on first use: Kᵀ with
   // leading dimension kKeyBlock, V with leading dimension Dv (in elements, or
   // in pairs for the bf16 layout).
   const float* kt(int64_t j) { ensure(j); return kt_ + j * kt_block_; }
@@ -39,7 +40,8 @@ class KvBlockCache {
   const AttentionParams& p_;
   const CpuMicrokernels& mk_;
   const Bf16DotKernels* pairs_;
-  int64_t blocks_, kt_block_, v_block_, b_ = -1, hk_ = -1;
+  int64_t blocks_, kt_block_, v_block_, hk_ = -1;
+  SequenceView seq_{-1};  // b = -1: none selected yet
   float *kt_, *v_, *row_tmp_;
   uint8_t* packed_;
 };

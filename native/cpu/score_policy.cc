@@ -6,11 +6,11 @@
 
 namespace fmha {
 
-ScorePolicy::ScorePolicy(const AttentionParams& p, int64_t b, int64_t h)
-    : p_(p), offset_(p.Sk - p.Sq), kv_len_(p.seqlens_k ? p.seqlens_k[b] : p.Sk), softcap_(p.softcap) {
+ScorePolicy::ScorePolicy(const AttentionParams& p, const SequenceView& seq, int64_t h)
+    : p_(p), offset_(seq.sk - seq.sq), kv_len_(p.seqlens_k ? p.seqlens_k[seq.b] : seq.sk), softcap_(p.softcap) {
   if (p.alibi_slopes) alibi_slope_ = p.alibi_slopes[h];
-  if (p.bias) {
-    const int64_t off = b * p.bias_stride_b + h * p.bias_stride_h;
+  if (p.bias) {  // padded only: the binding refuses bias for varlen, so the plane is [Sq, Sk]
+    const int64_t off = seq.b * p.bias_stride_b + h * p.bias_stride_h;
     bias_ = static_cast<const char*>(p.bias) + off * dtype_size(p.dtype);
   }
 }

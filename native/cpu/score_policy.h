@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include "core/attention_params.h"
+#include "core/sequence_view.h"
 
 namespace fmha {
 
@@ -15,10 +16,10 @@ struct KeyRange {
 
 class ScorePolicy {
  public:
-  // For one (batch b, query head h).
-  ScorePolicy(const AttentionParams& p, int64_t b, int64_t h);
+  // For one (sequence, query head h); i and j below are rows of that sequence.
+  ScorePolicy(const AttentionParams& p, const SequenceView& seq, int64_t h);
 
-  // Visible keys of query row i (DESIGN §3, bottom-right aligned: offset = Sk − Sq).
+  // Visible keys of query row i (DESIGN §3, bottom-right aligned per sequence: offset = Sk − Sq).
   KeyRange keys(int64_t i) const;
 
   // Whether any score hook is active; when false apply() is a no-op.

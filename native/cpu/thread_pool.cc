@@ -13,13 +13,17 @@ namespace {
 
 class Pool {
  public:
-  void run(int threads, int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
+  // wait = false: when another region holds the pool, run inline instead of waiting for it.
+  void run(int threads, int64_t ntasks, const std::function<void(int64_t, int)>& fn, bool wait) {
     threads = int(std::max<int64_t>(1, std::min<int64_t>(threads, ntasks)));
-    if (threads == 1) {
+    std::unique_lock<std::mutex> region(region_mutex_, std::defer_lock);  // one region at a time
+    bool pooled = threads > 1;
+    if (pooled && wait) region.lock();
+    else if (pooled) pooled = region.try_lock();
+    if (!pooled) {
       for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
       return;
     }
-    std::lock_guard<std::mutex> region(region_mutex_);  // one region at a time
     grow(threads - 1);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -112,7 +116,12 @@ void set_num_threads(int n) { g_threads.store(n); }
 
 void parallel_for(int threads, int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
   if (ntasks <= 0) return;
-  pool().run(threads, ntasks, fn);
+  pool().run(threads, ntasks, fn, true);
+}
+
+void parallel_for_unless_busy(int threads, int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
+  if (ntasks <= 0) return;
+  pool().run(threads, ntasks, fn, false);
 }
 
 }  // namespace fmha

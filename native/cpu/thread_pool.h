@@ -17,4 +17,10 @@ void set_num_threads(int n);
 // after another. fn must not throw.
 void parallel_for(int threads, int64_t ntasks, const std::function<void(int64_t task, int thread)>& fn);
 
+// parallel_for that never waits for another caller's region: while the pool is
+// busy (an async attention call), every task runs on the calling thread. For
+// short synchronous work on the JS thread (packSequences) that must not stall
+// the event loop behind a long kernel.
+void parallel_for_unless_busy(int threads, int64_t ntasks, const std::function<void(int64_t task, int thread)>& fn);
+
 }  // namespace fmha

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/sequence_view.h"
 #include "cpu/attention_cpu.h"
 #include "cpu/cpu_features.h"
 #include "cpu/microkernels.h"
@@ -44,19 +45,18 @@ struct VanillaScratch {
 bool head(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernels& mk, int64_t b, int64_t h,
           VanillaScratch& w) {
   const int64_t hk = h / (p.Hq / p.Hkv);
-  const int64_t Sq = p.Sq, Sk = p.Sk;
+  const SequenceView seq = sequence_view(p, b);
+  const int64_t Sq = seq.sq, Sk = seq.sk;
   const int D = int(p.D), Dv = int(p.Dv);
-  const ScorePolicy policy(p, b, h);
+  const ScorePolicy policy(p, seq, h);
   const float ninf = -std::numeric_limits<float>::infinity();
 
   // S = (Q·scale)·Kᵀ, one block of keys at a time.
-  pack_rows(mk, row_ptr(p.q, p.dtype, b * p.q_stride[0] + h * p.q_stride[2]), p.dtype, p.q_stride[1], int(Sq), D,
-            p.scale, w.q, D);
-  const int64_t k_off = b * p.k_stride[0] + hk * p.k_stride[2];
+  pack_rows(mk, row_ptr(p.q, p.dtype, seq.q_at(p, 0, h)), p.dtype, p.q_stride[1], int(Sq), D, p.scale, w.q, D);
   for (int64_t j0 = 0; j0 < Sk; j0 += kBlockK) {
     if (ctx.aborted()) return false;
     const int n = int(std::min<int64_t>(kBlockK, Sk - j0));
-    pack_transposed(mk, row_ptr(p.k, p.dtype, k_off + j0 * p.k_stride[1]), p.dtype, p.k_stride[1], n, D, w.kt,
+    pack_transposed(mk, row_ptr(p.k, p.dtype, seq.k_at(p, j0, hk)), p.dtype, p.k_stride[1], n, D, w.kt,
                     kBlockK, w.row_tmp);
     mk.gemm(w.q, D, w.kt, kBlockK, w.s + j0, Sk, int(Sq), n, D, false, nullptr);
   }
@@ -72,16 +72,15 @@ bool head(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernel
     } else {
       w.l[i] = mk.exp_sum(s, int(Sk), m);
     }
-    if (p.lse) p.lse[(b * p.Hq + h) * Sq + i] = w.l[i] > 0 ? m + std::log(w.l[i]) : ninf;
+    if (p.lse) p.lse[seq.lse_at(p, i, h)] = w.l[i] > 0 ? m + std::log(w.l[i]) : ninf;
   }
 
   // O = P·V, accumulated over blocks of keys.
-  const int64_t v_off = b * p.v_stride[0] + hk * p.v_stride[2];
   std::fill(w.acc, w.acc + Sq * Dv, 0.0f);
   for (int64_t j0 = 0; j0 < Sk; j0 += kBlockK) {
     if (ctx.aborted()) return false;
     const int n = int(std::min<int64_t>(kBlockK, Sk - j0));
-    const void* v0 = row_ptr(p.v, p.dtype, v_off + j0 * p.v_stride[1]);
+    const void* v0 = row_ptr(p.v, p.dtype, seq.v_at(p, j0, hk));
     const float* vb = static_cast<const float*>(v0);
     int64_t ldv = p.v_stride[1];
     if (p.dtype != DType::F32) {
@@ -92,8 +91,7 @@ bool head(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernel
     mk.gemm(w.s + j0, Sk, vb, ldv, w.acc, Dv, int(Sq), Dv, n, true, nullptr);
   }
   for (int64_t i = 0; i < Sq; ++i) {
-    void* o = static_cast<char*>(p.out) +
-              (b * p.o_stride[0] + i * p.o_stride[1] + h * p.o_stride[2]) * dtype_size(p.dtype);
+    void* o = static_cast<char*>(p.out) + seq.out_at(p, i, h) * dtype_size(p.dtype);
     mk.store_row(w.acc + i * Dv, w.l[i] > 0 ? 1.0f / w.l[i] : 0.0f, Dv, p.dtype, o);
   }
   return true;
