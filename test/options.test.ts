@@ -170,3 +170,21 @@ defaults("backend 'cpu' and 'auto' on host tensors compute the same", async () =
   }
 });
 defaults.run();
+
+// ---------------------------------------------------------------------------
+const live = suite('options: arrays mutated while an async call runs');
+
+live('seqlensK set out of range after the call started cannot widen the keys read (the binding copies it)', async () => {
+  const shape = { B: 2, Sq: 300, Sk: 300, Hq: 2, D: 64 };
+  const { q, k, v } = randomQKV(5900, shape);
+  const seqlensK = new Int32Array([40, 7]);
+  const ref = referenceAttention(q, k, v, { seqlensK: seqlensK.slice() });
+  for (const kind of KINDS) {
+    const lens = seqlensK.slice();
+    const pending = run(kind, 'async', q, k, v, { seqlensK: lens });
+    lens[0] = 1 << 30;  // past Sk: read in place, this would send the kernel beyond k's data
+    lens[1] = 300;
+    checkResult(`mutated seqlensK [${kind}]`, await pending, q, k, v, { seqlensK: seqlensK.slice() }, ref);
+  }
+});
+live.run();

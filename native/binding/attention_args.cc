@@ -212,7 +212,10 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
     if (!std::isfinite(p.alibi_slopes[h]))
       fail(code::kArgument, "opts.alibiSlopes[" + str(h) + "] must be finite, got " + std::to_string(p.alibi_slopes[h]));
 
-  p.seqlens_k = read_array_option<int32_t>(o, "seqlensK", napi_int32_array, p.B, "one length per batch entry", call);
+  if (const int32_t* lens = read_array_option<int32_t>(o, "seqlensK", napi_int32_array, p.B, "one length per batch entry", call)) {
+    call.seqlens_k.assign(lens, lens + p.B);
+    p.seqlens_k = call.seqlens_k.data();
+  }
   for (int64_t b = 0; p.seqlens_k && b < p.B; ++b)
     if (p.seqlens_k[b] < 0 || p.seqlens_k[b] > p.Sk)
       fail(code::kArgument, "opts.seqlensK[" + str(b) + "] must be in [0, " + str(p.Sk) + "] (seqK), got " +

@@ -22,8 +22,10 @@ struct AttentionCall {
   std::vector<int64_t> out_shape, lse_shape;
   std::vector<Napi::Value> inputs;  // JS values the kernel reads: kept alive by async calls
   CuSeqlensArg cu_q, cu_k;          // Packed: what params.cu_seqlens_q/k point into
+  std::vector<int32_t> seqlens_k;   // what params.seqlens_k points into: a validated copy, since
+                                    // the lengths bound key reads and the caller may mutate its array mid-call
 
-  // Moves keep those pointers valid (a vector's buffer moves with it); a copy would not.
+  // Moves keep these pointers valid (a vector's buffer moves with it); a copy would not.
   AttentionCall() = default;
   AttentionCall(AttentionCall&&) = default;
   AttentionCall& operator=(AttentionCall&&) = default;
