@@ -203,7 +203,9 @@ export async function runCpuBench(opts: BenchOptions): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const base = `${dir}cpu-${date}${opts.full ? '' : '-short'}`;
+  // A filtered run gets its own file, so it never overwrites the whole grid's results.
+  const tag = opts.filter ? `-${opts.filter.source.replace(/[^A-Za-z0-9=]+/g, '_').replace(/^_+|_+$/g, '')}` : '';
+  const base = `${dir}cpu-${date}${opts.full ? '' : '-short'}${tag}`;
   const command = process.argv.slice(1).map((a) => a.replace(/^.*\/dist\//, 'dist/')).join(' ');
   writeFileSync(`${base}.json`, JSON.stringify({
     command: `node ${command}`, date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model,
