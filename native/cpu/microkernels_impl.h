@@ -115,9 +115,8 @@ float row_max(const float* x, int n) {
 // AVX-512 does the rounding and the 2^n scaling in one instruction each (the
 // maskz forms: GCC 12 warns on the plain ones' undefined-register source).
 inline vf exp_neg(vf x) {
-  vf t = x * 1.44269504088896341f;
+  const vf t = x * 1.44269504088896341f;
 #if FMHA_VEC_BYTES == 64
-  t = t > -200.0f ? t : splat(-200.0f);  // also maps -inf and NaN; 2^-200 underflows to exactly 0
   const vf n = (vf)_mm512_maskz_roundscale_ps(0xFFFF, (__m512)t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 #else
   const vf n = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
@@ -130,7 +129,9 @@ inline vf exp_neg(vf x) {
   p = p * r + 6.931469440460205e-1f;
   p = p * r + 1.0000001192092896f;
 #if FMHA_VEC_BYTES == 64
-  return (vf)_mm512_maskz_scalef_ps(0xFFFF, (__m512)p, (__m512)n);
+  // Lanes below -87 (and -inf, whose r is NaN) are zeroed, as in the other paths.
+  const __mmask16 keep = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+  return (vf)_mm512_maskz_scalef_ps(keep, (__m512)p, (__m512)n);
 #else
   const vi ni = __builtin_convertvector(n, vi);
   vi bits = (vi)p + (ni << 23);
