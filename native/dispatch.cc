@@ -10,4 +10,9 @@ Status run_attention(AttentionKind kind, Backend backend, const AttentionParams&
   return kind == AttentionKind::Fused ? fused_attention_cpu(p, ctx) : vanilla_attention_cpu(p, ctx);
 }
 
+Status run_decode(Backend backend, const DecodeParams& p, const ExecContext& ctx) {
+  if (backend == Backend::Cuda) return {StatusCode::Backend, "CUDA decode kernels are not in this build"};
+  return decode_attention_cpu(p, ctx);
+}
+
 }  // namespace fmha

@@ -2,6 +2,7 @@
 // legal; this decides who computes it.
 #pragma once
 #include "core/attention_params.h"
+#include "core/decode_params.h"
 
 namespace fmha {
 
@@ -9,5 +10,7 @@ enum class AttentionKind { Fused, Vanilla };
 enum class Backend { Cpu, Cuda };
 
 Status run_attention(AttentionKind kind, Backend backend, const AttentionParams& p, const ExecContext& ctx);
+
+Status run_decode(Backend backend, const DecodeParams& p, const ExecContext& ctx);
 
 }  // namespace fmha

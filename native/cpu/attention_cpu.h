@@ -3,6 +3,7 @@
 // Aborted when ctx's flag is raised between tiles).
 #pragma once
 #include "core/attention_params.h"
+#include "core/decode_params.h"
 
 namespace fmha {
 
@@ -11,5 +12,9 @@ Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx);
 
 // Baseline: materializes one (b, h) Sq × Sk score matrix per thread.
 Status vanilla_attention_cpu(const AttentionParams& p, const ExecContext& ctx);
+
+// A few new tokens per sequence over a KV cache (after the fused append, if
+// any): stream-K / split / single partitions of the cache's key tiles.
+Status decode_attention_cpu(const DecodeParams& p, const ExecContext& ctx);
 
 }  // namespace fmha

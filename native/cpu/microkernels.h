@@ -14,6 +14,10 @@ struct CpuMicrokernels {
   // (row_scale null: no scaling); all row-major with leading dimensions lda, ldb, ldc.
   void (*gemm)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                int M, int N, int K, bool accumulate, const float* row_scale);
+  // C[r·ldc + j] = Σ_d A[r·lda + d]·B[j·ldb + d], r < M, j < N, d < K (A·Bᵀ, both
+  // row-major along K; C overwritten): few query rows against keys read in place.
+  void (*gemm_nt)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                  int M, int N, int K);
   // Largest of x[0..n); -inf for n == 0.
   float (*row_max)(const float* x, int n);
   // x[j] = exp(x[j] - m) in place (exactly 0 where x[j] - m < -87); returns the sum.
