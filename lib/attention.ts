@@ -38,14 +38,18 @@ export interface AttentionWithLse {
   lse: Tensor;
 }
 
-/** Options of any call form (padded or varlen): lib/ reads signal, out and returnLse, the binding the rest. */
-type CallOptions = Omit<NativeAttentionOptions, 'abortFlag' | 'out'> & { out?: Tensor; signal?: AbortSignal };
+/** What lib/ reads of any call's options (attention, varlen, decode); the binding reads the rest. */
+interface CallOptions {
+  out?: Tensor;
+  returnLse?: boolean;
+  signal?: AbortSignal;
+}
 
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
-function toNativeOptions(opts: CallOptions, abortFlag?: Int32Array): NativeAttentionOptions {
+function toNativeOptions<O extends CallOptions>(opts: O, abortFlag?: Int32Array): Omit<O, 'signal'> & { abortFlag?: Int32Array } {
   const { signal: _signal, ...rest } = opts;
   return abortFlag ? { ...rest, abortFlag } : rest;
 }
@@ -56,30 +60,43 @@ function wrapResult(r: NativeAttentionResult, q: Tensor, opts: CallOptions): Ten
   return { out, lse: new Tensor('float32', r.lse!, r.lseShape!) };
 }
 
-// `opts` may be undefined or null (no options); anything else goes to the binding to validate.
-// Shared with lib/varlen.ts (kind 'varlen'); not part of the public API.
-export function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: CallOptions | null): Tensor | AttentionWithLse {
-  const opts = options ?? {};
+// The one calling convention of every attention-like function (shared with
+// lib/varlen.ts and lib/decode.ts; not public API). `opts` may be undefined or
+// null (no options); anything else goes to the binding to validate. `invoke`
+// calls the addon with the options as it takes them.
+export function callSync<O extends CallOptions>(q: Tensor, options: O | null | undefined,
+                                                invoke: (o: Omit<O, 'signal'>) => NativeAttentionResult): Tensor | AttentionWithLse {
+  const opts = options ?? ({} as O);
   if (opts.signal?.aborted) throw abortError(opts.signal);
-  return wrapResult(native.attentionSync(kind, q, k, v, toNativeOptions(opts)), q, opts);
+  return wrapResult(invoke(toNativeOptions(opts)), q, opts);
 }
 
-export async function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: CallOptions | null): Promise<Tensor | AttentionWithLse> {
-  const opts = options ?? {};
+export async function callAsync<O extends CallOptions>(q: Tensor, options: O | null | undefined,
+                                                       invoke: (o: Omit<O, 'signal'> & { abortFlag?: Int32Array }) => Promise<NativeAttentionResult>): Promise<Tensor | AttentionWithLse> {
+  const opts = options ?? ({} as O);
   const { signal } = opts;
   if (signal?.aborted) throw abortError(signal);
   const flag = signal ? new Int32Array(1) : undefined;
   const onAbort = () => { Atomics.store(flag!, 0, 1); };
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const r = await native.attentionAsync(kind, q, k, v, toNativeOptions(opts, flag));
-    return wrapResult(r, q, opts);
+    return wrapResult(await invoke(toNativeOptions(opts, flag)), q, opts);
   } catch (err) {
     if (signal?.aborted && (err as Error)?.name === 'AbortError') throw abortError(signal);
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+type AttentionCallOptions = Omit<NativeAttentionOptions, 'abortFlag' | 'out'> & CallOptions;
+
+export function runSync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: AttentionCallOptions | null): Tensor | AttentionWithLse {
+  return callSync(q, options, (o) => native.attentionSync(kind, q, k, v, o));
+}
+
+export function runAsync(kind: AttentionKind, q: Tensor, k: Tensor, v: Tensor, options?: AttentionCallOptions | null): Promise<Tensor | AttentionWithLse> {
+  return callAsync(q, options, (o) => native.attentionAsync(kind, q, k, v, o));
 }
 
 /**

@@ -5,6 +5,11 @@ export {
   type AttentionOptions, type AttentionWithLse,
 } from './attention.js';
 export { varlenAttention, varlenAttentionSync, type VarlenAttentionOptions } from './varlen.js';
+export {
+  decodeAttention, decodeAttentionSync, decode, decodeSync,
+  type DecodeOptions, type DecodeAttentionOptions, type CacheDecodeOptions, type DecodeStrategy,
+} from './decode.js';
+export { KVCache, type KVCacheOptions } from './kv_cache.js';
 export { packSequences, unpackSequences, type PackedSequences } from './packing.js';
 export {
   backends, measureCpuPeak, measureMemoryBandwidth, setNumThreads,

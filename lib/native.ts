@@ -106,6 +106,44 @@ export interface MemoryBandwidth {
   threads: number;
 }
 
+/** Options of a decode call as the addon receives them (DESIGN §3). */
+export interface NativeDecodeOptions extends Omit<NativeAttentionOptions, 'seqlensK' | 'bias' | 'cuSeqlensQ' | 'cuSeqlensK' | 'maxSeqlenQ' | 'maxSeqlenK'> {
+  strategy?: string;
+  blockTable?: Int32Array;
+  kNew?: NativeTensor;
+  vNew?: NativeTensor;
+  seqIds?: Int32Array | readonly number[];
+}
+
+/** The native KV cache behind lib's KVCache. */
+export interface NativeKvCache {
+  append(k: NativeTensor, v: NativeTensor, seqIds?: Int32Array | readonly number[]): void;
+  lengths(): Int32Array;
+  reset(seqId: number): void;
+  freePages(): number;
+  dispose(): void;
+  decodeSync(q: NativeTensor, opts: NativeDecodeOptions): NativeAttentionResult;
+  decodeAsync(q: NativeTensor, opts: NativeDecodeOptions): Promise<NativeAttentionResult>;
+}
+
+export interface NativeKvCacheConfig {
+  batch: number;
+  capacity: number;
+  kvHeads: number;
+  headDim: number;
+  headDimV?: number;
+  dtype?: DType;
+  device?: number;
+  pageSize?: number;
+  numPages?: number;
+}
+
+/** A decode partition, for the partition's own tests: pieces [unit, firstTile, endTile], task boundaries. */
+export interface NativeDecodePlan {
+  pieces: [number, number, number][];
+  tasks: number[];
+}
+
 export interface Binding {
   init(errorClass: typeof FmhaError): void;
   attentionSync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
@@ -122,6 +160,13 @@ export interface Binding {
   toFloat32(t: NativeTensor): Float32Array;
   /** float32 → dtype bits, rounding to nearest even. */
   fromFloat32(data: Float32Array, dtype: DType): TensorData;
+  decodeAttentionSync(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheSeqlens: unknown,
+                      opts: NativeDecodeOptions): NativeAttentionResult;
+  decodeAttentionAsync(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheSeqlens: unknown,
+                       opts: NativeDecodeOptions): Promise<NativeAttentionResult>;
+  KvCache: new (config: NativeKvCacheConfig) => NativeKvCache;
+  /** The decode partition alone (core/decode_partition): tile counts per unit → pieces and tasks. */
+  planDecode(tiles: readonly number[], strategy: 'lean' | 'split' | 'single', workers: number): NativeDecodePlan;
   backends(): BackendsInfo;
   setNumThreads(n: number): void;
   measureCpuPeak(seconds?: number): CpuPeak;

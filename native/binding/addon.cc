@@ -30,6 +30,8 @@ Napi::Object init_module(Napi::Env env, Napi::Object exports) {
   register_attention(env, exports);
   register_packing(env, exports);
   register_tensor_functions(env, exports);
+  register_decode(env, exports);
+  register_device(env, exports);
   return exports;
 }
 

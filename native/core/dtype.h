@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace fmha {
 
@@ -14,6 +15,12 @@ enum class DType : uint8_t { F32, F16, BF16 };
 static inline int dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 static inline const char* dtype_name(DType t) {
   return t == DType::F32 ? "float32" : t == DType::F16 ? "float16" : "bfloat16";
+}
+// The DType named `name` ('float32', 'float16', 'bfloat16'); false for any other name.
+static inline bool parse_dtype(const std::string& name, DType* t) {
+  for (DType d : {DType::F32, DType::F16, DType::BF16})
+    if (name == dtype_name(d)) { *t = d; return true; }
+  return false;
 }
 
 static inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
