@@ -2,7 +2,7 @@ export { Tensor, type DType, type TensorData, type TensorInput } from './tensor.
 export { FmhaError, type FmhaErrorCode } from './errors.js';
 export {
   attention, attentionSync, vanillaAttention, vanillaAttentionSync,
-  type AttentionOptions, type AttentionWithLse,
+  type AttentionOptions, type AttentionWithLse, type AnyTensor,
 } from './attention.js';
 export { varlenAttention, varlenAttentionSync, type VarlenAttentionOptions } from './varlen.js';
 export {
@@ -11,6 +11,7 @@ export {
 } from './decode.js';
 export { KVCache, type KVCacheOptions } from './kv_cache.js';
 export { packSequences, unpackSequences, type PackedSequences } from './packing.js';
+export { DeviceTensor, toDevice, cudaMemoryStats, type ToDeviceOptions, type CudaMemoryStats } from './device.js';
 export {
   backends, measureCpuPeak, measureMemoryBandwidth, setNumThreads,
   type BackendsInfo, type CpuPeak, type CudaDeviceInfo, type MemoryBandwidth,

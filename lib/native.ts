@@ -17,6 +17,20 @@ export interface NativeTensor {
   readonly strides?: readonly number[];
 }
 
+/** The addon's handle on device memory (an External); opaque to lib/. */
+export type NativeDeviceHandle = { readonly __fmhaDeviceHandle: unique symbol };
+
+/** What the addon reads from a device tensor argument (a `DeviceTensor` satisfies it). */
+export interface NativeDeviceTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly strides?: readonly number[];
+  readonly handle: NativeDeviceHandle;
+}
+
+/** A host or device tensor argument. */
+export type NativeAnyTensor = NativeTensor | NativeDeviceTensor;
+
 /** Options as the addon receives them: lib/ has normalized, the addon validates. */
 export interface NativeAttentionOptions {
   causal?: boolean;
@@ -25,9 +39,9 @@ export interface NativeAttentionOptions {
   softcap?: number;
   alibiSlopes?: Float32Array;
   seqlensK?: Int32Array;
-  bias?: NativeTensor;
+  bias?: NativeAnyTensor;
   returnLse?: boolean;
-  out?: NativeTensor;
+  out?: NativeAnyTensor;
   backend?: string;
   /** Int32Array(1) set to 1 by lib/ when the caller's AbortSignal fires. */
   abortFlag?: Int32Array;
@@ -39,10 +53,12 @@ export interface NativeAttentionOptions {
 }
 
 export interface NativeAttentionResult {
-  out: TensorData;
+  /** Device handles when `device` is set (a call on DeviceTensors), else host data. */
+  out: TensorData | NativeDeviceHandle;
   outShape: number[];
-  lse?: Float32Array;
+  lse?: Float32Array | NativeDeviceHandle;
   lseShape?: number[];
+  device?: number;
 }
 
 export interface CudaDeviceInfo {
@@ -77,15 +93,17 @@ export interface BackendsInfo {
 export type AttentionKind = 'fused' | 'vanilla' | 'varlen';
 
 export interface NativePackResult {
-  packed: TensorData;
+  packed: TensorData | NativeDeviceHandle;  // a handle when `device` is set
   packedShape: number[];
   cuSeqlens: Int32Array;
   maxSeqlen: number;
+  device?: number;
 }
 
 export interface NativeUnpackResult {
-  padded: TensorData;
+  padded: TensorData | NativeDeviceHandle;  // a handle when `device` is set
   paddedShape: number[];
+  device?: number;
 }
 
 /** The machine's measured float32 multiply-add rate on fmha's SIMD path. */
@@ -146,16 +164,16 @@ export interface NativeDecodePlan {
 
 export interface Binding {
   init(errorClass: typeof FmhaError): void;
-  attentionSync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
+  attentionSync(kind: AttentionKind, q: NativeAnyTensor, k: NativeAnyTensor, v: NativeAnyTensor,
                 opts: NativeAttentionOptions): NativeAttentionResult;
-  attentionAsync(kind: AttentionKind, q: NativeTensor, k: NativeTensor, v: NativeTensor,
+  attentionAsync(kind: AttentionKind, q: NativeAnyTensor, k: NativeAnyTensor, v: NativeAnyTensor,
                  opts: NativeAttentionOptions): Promise<NativeAttentionResult>;
   /** [sync] Removes padding: padded [B, S, H, D] → packed [T, H, D]. */
-  packSequences(padded: NativeTensor, lengths: unknown): NativePackResult;
+  packSequences(padded: NativeAnyTensor, lengths: unknown): NativePackResult;
   /** [sync] Rebuilds padding: packed [T, H, D] → zero-filled [B, seqLen, H, D]. */
-  unpackSequences(packed: NativeTensor, cuSeqlens: unknown, seqLen: unknown): NativeUnpackResult;
+  unpackSequences(packed: NativeAnyTensor, cuSeqlens: unknown, seqLen: unknown): NativeUnpackResult;
   /** Throws FmhaError when the tensor is malformed (one validator, shared with attention). */
-  validateTensor(t: NativeTensor, name: string): void;
+  validateTensor(t: NativeAnyTensor, name: string): void;
   /** Contiguous float32 copy of any (possibly strided) tensor. */
   toFloat32(t: NativeTensor): Float32Array;
   /** float32 → dtype bits, rounding to nearest even. */
@@ -171,6 +189,18 @@ export interface Binding {
   setNumThreads(n: number): void;
   measureCpuPeak(seconds?: number): CpuPeak;
   measureMemoryBandwidth(mib?: number): MemoryBandwidth;
+  /** [async] A contiguous copy of t on CUDA device `device`. */
+  toDeviceAsync(t: NativeTensor, device: unknown): Promise<NativeDeviceHandle>;
+  /** [async] The elements of a device tensor, contiguous, once the device's earlier work has run. */
+  toHostAsync(t: NativeDeviceTensor): Promise<TensorData>;
+  /** [sync] Drops the handle's reference to its device memory; idempotent. */
+  deviceDispose(handle: NativeDeviceHandle): void;
+  /** [sync] A handle on the same device memory, `offset` elements further. */
+  deviceView(t: NativeDeviceTensor, offset: unknown): NativeDeviceHandle;
+  cudaMemoryStats(device: number): { inUseBytes: number; cachedBytes: number; mallocCalls: number; mallocRetries: number };
+  /** [sync] Milliseconds per call: `iters` calls on DeviceTensors between CUDA events, after one warm-up call. */
+  cudaTimeAttention(kind: AttentionKind, q: NativeDeviceTensor, k: NativeDeviceTensor, v: NativeDeviceTensor,
+                    opts: NativeAttentionOptions, iters: number): number;
 }
 
 function addonPath(): string {

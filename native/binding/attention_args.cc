@@ -67,14 +67,21 @@ void check_no_overlap(const TensorArg& out, const TensorArg& in) {
     fail(code::kArgument, "opts.out must not overlap " + in.name + " (they share memory)");
 }
 
-Backend read_backend(const Napi::Object& o) {
+// 'auto' computes where the tensors live; 'cuda' on host tensors copies in and out (DESIGN §3).
+Backend read_backend(const Napi::Object& o, const TensorArg& q) {
   Napi::Value v = o.Get("backend");
   const std::string b = v.IsUndefined() ? "auto" : v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (b == "auto" || b == "cpu") return Backend::Cpu;  // host tensors live on the CPU
+  if (b == "auto") return q.on_device ? Backend::Cuda : Backend::Cpu;
+  if (b == "cpu") {
+    if (q.on_device)
+      fail(code::kBackend, "opts.backend 'cpu' cannot compute on DeviceTensors (q is " + side_string(q) +
+                               "); use backend 'auto' or 'cuda', or toHost() them");
+    return Backend::Cpu;
+  }
   if (b != "cuda") fail(code::kArgument, "opts.backend must be 'auto', 'cpu' or 'cuda', got " + describe(v));
   const CudaInfo& cuda = query_cuda();
   if (!cuda.available) fail(code::kBackend, "opts.backend 'cuda' is not available: " + cuda.reason);
-  fail(code::kBackend, "opts.backend 'cuda': CUDA attention kernels are not in this build yet");
+  return Backend::Cuda;
 }
 
 // An optional typed-array option of exactly `count` elements (kept alive with the call); null when absent.
@@ -145,9 +152,11 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   const LayoutNames names = layout_names(layout);
   const int s = packed ? 0 : 1;  // the row (sequence or token) dim; heads at s + 1, head dim at s + 2
 
-  const TensorArg q = read_tensor(info[1], "q");
-  const TensorArg k = read_tensor(info[2], "k");
-  const TensorArg v = read_tensor(info[3], "v");
+  const TensorArg q = read_any_tensor(info[1], "q");
+  const TensorArg k = read_any_tensor(info[2], "k");
+  const TensorArg v = read_any_tensor(info[3], "v");
+  expect_same_side(k, q);
+  expect_same_side(v, q);
   expect_rank(q, s + 3, names.q);
   expect_rank(k, s + 3, names.k);
   expect_rank(v, s + 3, names.v);
@@ -174,7 +183,7 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   copy_strides(k, layout, p.k_stride);
   copy_strides(v, layout, p.v_stride);
   p.q = q.data; p.k = k.data; p.v = v.data;
-  call.inputs = {q.array, k.array, v.array};
+  call.inputs = {q.keep(), k.keep(), v.keep()};
 
   Napi::Value ov = info[4];
   if (!ov.IsUndefined() && !ov.IsObject()) fail(code::kArgument, "opts must be an object, got " + describe(ov));
@@ -224,7 +233,8 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   std::vector<TensorArg> read_inputs = {q, k, v};
   Napi::Value bv = o.Get("bias");
   if (!bv.IsUndefined()) {
-    TensorArg bias = read_tensor(bv, "opts.bias");
+    TensorArg bias = read_any_tensor(bv, "opts.bias");
+    expect_same_side(bias, q);
     expect_same_dtype(bias, q);
     const bool ok = bias.rank() == 4 && (bias.shape[0] == p.B || bias.shape[0] == 1) &&
                     (bias.shape[1] == p.Hq || bias.shape[1] == 1) && bias.shape[2] == p.Sq && bias.shape[3] == p.Sk;
@@ -235,11 +245,21 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
     p.bias = bias.data;
     p.bias_stride_b = bias.shape[0] == 1 ? 0 : bias.strides[0];
     p.bias_stride_h = bias.shape[1] == 1 ? 0 : bias.strides[1];
-    call.inputs.push_back(bias.array);
+    call.inputs.push_back(bias.keep());
     read_inputs.push_back(bias);
   }
 
-  call.backend = read_backend(o);
+  call.backend = read_backend(o, q);
+  DeviceCallPlan& dp = call.device;
+  if (call.backend == Backend::Cuda) {
+    dp.active = true;
+    dp.device = q.on_device ? q.device : 0;
+    dp.host_io = !q.on_device;
+    for (const TensorArg& t : read_inputs)
+      if (t.on_device) dp.keep.push_back(t.storage);
+    dp.q_span = q.span; dp.k_span = k.span; dp.v_span = v.span;
+    dp.bias_span = read_inputs.size() > 3 ? read_inputs[3].span : 0;
+  }
 
   call.abort_flag = read_array_option<int32_t>(o, "abortFlag", napi_int32_array, 1, "one flag", call);
 
@@ -252,7 +272,8 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   if (!checked_mul(rows, p.Hq * p.Dv, &out_numel)) fail(code::kShape, "the output has more than 2^63 elements");
   Napi::Value outv = o.Get("out");
   if (!outv.IsUndefined()) {
-    TensorArg out = read_tensor(outv, "opts.out");
+    TensorArg out = read_any_tensor(outv, "opts.out");
+    expect_same_side(out, q);
     if (out.dtype != q.dtype)
       fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(q.dtype) + "), got " +
                              dtype_name(out.dtype));
@@ -261,22 +282,34 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
                              shape_string(out.shape));
     if (!out.contiguous) fail(code::kArgument, "opts.out must be contiguous (no strided view)");
     for (const TensorArg& in : read_inputs) check_no_overlap(out, in);
-    call.out = out.array;
+    if (out.on_device) {
+      dp.keep.push_back(out.storage);
+      dp.out_handle = out.object.As<Napi::Object>().Get("handle");
+    } else {
+      call.out = out.array;
+    }
     p.out = out.data;
   }
   const bool want_lse = read_bool(o, "returnLse", false);
-  try {
-    if (p.out == nullptr) {
-      call.out = q.dtype == DType::F32 ? Napi::TypedArray(Napi::Float32Array::New(env, size_t(out_numel)))
-                                       : Napi::TypedArray(Napi::Uint16Array::New(env, size_t(out_numel)));
-      p.out = static_cast<char*>(call.out.ArrayBuffer().Data()) + call.out.ByteOffset();
+  dp.out_rows = rows;
+  dp.rows_written = packed ? call.cu_q.values.back() : rows;
+  if (q.on_device) {
+    allocate_device_outputs(env, dp, p, outv.IsUndefined() ? out_numel * dtype_size(q.dtype) : -1,
+                            want_lse ? rows * p.Hq * int64_t(sizeof(float)) : -1);
+  } else {
+    try {
+      if (p.out == nullptr) {
+        call.out = q.dtype == DType::F32 ? Napi::TypedArray(Napi::Float32Array::New(env, size_t(out_numel)))
+                                         : Napi::TypedArray(Napi::Uint16Array::New(env, size_t(out_numel)));
+        p.out = static_cast<char*>(call.out.ArrayBuffer().Data()) + call.out.ByteOffset();
+      }
+      if (want_lse) {
+        call.lse = Napi::Float32Array::New(env, size_t(rows * p.Hq));
+        p.lse = call.lse.Data();
+      }
+    } catch (const Napi::Error& e) {
+      fail(code::kOom, "allocating the output of " + str(out_numel) + " elements failed: " + e.Message());
     }
-    if (want_lse) {
-      call.lse = Napi::Float32Array::New(env, size_t(rows * p.Hq));
-      p.lse = call.lse.Data();
-    }
-  } catch (const Napi::Error& e) {
-    fail(code::kOom, "allocating the output of " + str(out_numel) + " elements failed: " + e.Message());
   }
   p.o_stride[0] = packed ? 0 : p.Sq * p.Hq * p.Dv;
   p.o_stride[1] = p.Hq * p.Dv;
@@ -285,11 +318,22 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   p.lse_stride[1] = packed ? Tq : p.Sq;
   // Packed rows past cuSeqlensQ[B] belong to no sequence: they see no key (lse
   // −Infinity) and, in a new out, stay 0; a caller's out keeps them untouched.
-  if (packed && p.lse)
+  // (Device tensors: run_device_attention fills them on the device.)
+  if (packed && p.lse && !q.on_device)
     for (int64_t h = 0; h < p.Hq; ++h)
       std::fill(p.lse + h * Tq + call.cu_q.values.back(), p.lse + (h + 1) * Tq, -INFINITY);
-  call.inputs.push_back(call.out);
+  call.inputs.push_back(result_out(call));
   return call;
+}
+
+Napi::Value result_out(const AttentionCall& call) {
+  return call.device.active && !call.device.host_io ? call.device.out_handle : Napi::Value(call.out);
+}
+
+Napi::Value result_lse(Napi::Env env, const AttentionCall& call) {
+  if (call.device.active && !call.device.host_io)
+    return call.device.lse_handle.IsEmpty() ? env.Undefined() : call.device.lse_handle;
+  return call.lse.IsEmpty() ? env.Undefined() : Napi::Value(call.lse);
 }
 
 }  // namespace fmha

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "binding/device_tensor.h"
 #include "binding/errors.h"
 #include "core/checked_math.h"
 
@@ -72,11 +73,18 @@ Napi::TypedArray expect_typed_array(const Napi::Value& v, napi_typedarray_type t
   return v.As<Napi::TypedArray>();
 }
 
-TensorArg read_tensor(const Napi::Value& v, const std::string& name) {
+namespace {
+
+TensorArg read_tensor_impl(const Napi::Value& v, const std::string& name, bool allow_device) {
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
     fail(code::kDtype, name + " must be a Tensor, got " + describe(v));
   Napi::Object o = v.As<Napi::Object>();
-  if (!o.Has("dtype") || !o.Has("shape") || !o.Has("data"))
+  // A DeviceTensor: its `handle` is an External fmha made (checked by type tag, so a look-alike is not one).
+  const DeviceHandle* handle = o.Has("handle") ? device_handle(o.Get("handle")) : nullptr;
+  if (handle && !allow_device)
+    fail(code::kBackend, name + " is a DeviceTensor, but this function computes on host Tensors only (await " + name +
+                             ".toHost() first)");
+  if (!handle && (!o.Has("dtype") || !o.Has("shape") || !o.Has("data")))
     fail(code::kDtype, name + " must be a Tensor ({ dtype, shape, data }), got an object without " +
                            (!o.Has("dtype") ? "dtype" : !o.Has("shape") ? "shape" : "data"));
   TensorArg t;
@@ -91,14 +99,24 @@ TensorArg read_tensor(const Napi::Value& v, const std::string& name) {
 
   t.shape = read_int_list(o.Get("shape"), name + ".shape", 0, kMaxDim, code::kShape);
 
-  const napi_typedarray_type want = t.dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
-  Napi::Value data = o.Get("data");
-  if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != want)
-    fail(code::kDtype, name + ".data must be a " + typed_array_name(want) + " for dtype " + ds + ", got " +
-                           describe(data));
-  t.array = data.As<Napi::TypedArray>();
-  t.length = int64_t(t.array.ElementLength());
-  t.data = static_cast<char*>(t.array.ArrayBuffer().Data()) + t.array.ByteOffset();
+  if (handle) {
+    if (!handle->storage) fail(code::kArgument, name + " is a disposed DeviceTensor");
+    t.on_device = true;
+    t.device = handle->storage->device();
+    t.storage = handle->storage;
+    t.object = v;
+    t.length = (int64_t(t.storage->bytes()) - handle->offset_bytes) / dtype_size(t.dtype);
+    t.data = t.storage->data() ? static_cast<char*>(t.storage->data()) + handle->offset_bytes : nullptr;
+  } else {
+    const napi_typedarray_type want = t.dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
+    Napi::Value data = o.Get("data");
+    if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != want)
+      fail(code::kDtype, name + ".data must be a " + typed_array_name(want) + " for dtype " + ds + ", got " +
+                             describe(data));
+    t.array = data.As<Napi::TypedArray>();
+    t.length = int64_t(t.array.ElementLength());
+    t.data = static_cast<char*>(t.array.ArrayBuffer().Data()) + t.array.ByteOffset();
+  }
 
   t.numel = 1;
   for (int64_t d : t.shape)
@@ -120,10 +138,13 @@ TensorArg read_tensor(const Napi::Value& v, const std::string& name) {
     t.strides = s;
   }
 
-  if (t.contiguous && sv.IsUndefined()) {
+  // A host tensor without strides must fill its data exactly; a view (or a
+  // DeviceTensor, whose block may be a view's) must reach no element past it.
+  if (t.contiguous && sv.IsUndefined() && !t.on_device) {
     if (t.length != t.numel)
       fail(code::kShape, name + ".data has " + std::to_string(t.length) + " elements but shape " +
                              shape_string(t.shape) + " needs exactly " + std::to_string(t.numel));
+    t.span = t.numel;
   } else if (t.numel > 0) {
     int64_t last = 0;  // highest element offset the view reaches
     for (size_t i = 0; i < t.shape.size(); ++i) {
@@ -133,10 +154,27 @@ TensorArg read_tensor(const Napi::Value& v, const std::string& name) {
     }
     if (last >= t.length)
       fail(code::kShape, name + ": shape " + shape_string(t.shape) + " with strides " + shape_string(t.strides) +
-                             " reaches element " + std::to_string(last) + " but data has only " +
-                             std::to_string(t.length));
+                             " reaches element " + std::to_string(last) + " but " +
+                             (t.on_device ? "the device block" : "data") + " has only " + std::to_string(t.length));
+    t.span = last + 1;
   }
   return t;
+}
+
+}  // namespace
+
+TensorArg read_tensor(const Napi::Value& v, const std::string& name) { return read_tensor_impl(v, name, false); }
+
+TensorArg read_any_tensor(const Napi::Value& v, const std::string& name) { return read_tensor_impl(v, name, true); }
+
+std::string side_string(const TensorArg& t) {
+  return t.on_device ? "a DeviceTensor on CUDA device " + std::to_string(t.device) : std::string("a host Tensor");
+}
+
+void expect_same_side(const TensorArg& t, const TensorArg& q) {
+  if (t.on_device != q.on_device || t.device != q.device)
+    fail(code::kArgument, t.name + " is " + side_string(t) + " but " + q.name + " is " + side_string(q) +
+                              ": every tensor of a call must be on one side and one device (see toDevice(), toHost())");
 }
 
 }  // namespace fmha

@@ -15,7 +15,7 @@ std::string name_arg(const Napi::CallbackInfo& info, size_t i, const char* dflt)
 
 Napi::Value validate_tensor(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    read_tensor(info[0], name_arg(info, 1, "tensor"));
+    read_any_tensor(info[0], name_arg(info, 1, "tensor"));  // a DeviceTensor's view is validated here too
     return info.Env().Undefined();
   });
 }

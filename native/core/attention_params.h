@@ -47,6 +47,7 @@ struct ExecContext {
   const int32_t* abort_flag = nullptr;    // the caller's AbortSignal; non-zero: stop between tiles
   const int32_t* closing_flag = nullptr;  // the calling JS environment is shutting down
   int64_t max_scratch_bytes = 0;          // FMHA_MAX_SCRATCH_BYTES
+  int device = 0;                         // Backend::Cuda: the CUDA device (core/device.h)
 
   static bool raised(const int32_t* f) { return f && __atomic_load_n(f, __ATOMIC_RELAXED) != 0; }
   bool aborted() const { return raised(abort_flag) || raised(closing_flag); }
