@@ -1,16 +1,18 @@
-// Decode over a KV cache on the CPU (LeanAttention, DESIGN §5). A unit is one
-// (sequence, kv head) pair with all its query rows, the Hq/Hkv heads of the
-// group × the Sq new tokens, so each K/V tile is read from memory once for the
-// whole group. Units' key tiles are cut among workers by core/decode_partition
-// (lean: equal contiguous ranges across unit boundaries; split; single); a
-// piece computes an unnormalized partial (running max m, sum l, accumulator),
-// and units cut into several pieces are merged afterwards by an exact
+// Decode over a KV cache on the CPU (LeanAttention, DESIGN §5). The total key
+// tiles of all sequences are cut among workers by core/decode_partition (lean:
+// equal contiguous ranges across sequence boundaries; split; single); a piece
+// computes an unnormalized partial (running max m, sum l, accumulator), and
+// sequences cut into several pieces are merged afterwards by an exact
 // log-sum-exp reduction in piece order, so the result depends only on the
 // plan, never on which thread ran what.
 //
-// Decode is a stream over K and V: with G·Sq rows there are only G·Sq
-// multiply-adds per cache element, so the tiles are read in place (float32,
-// one page) and Q·Kᵀ runs as A·Bᵀ (gemm_nt) instead of packing a transposed K.
+// A CPU unit is a whole sequence (all kv heads and all Hq × Sq query rows),
+// not DESIGN's (sequence, kv head): a key's heads are adjacent in the cache
+// ([B, capacity, Hkv, D]), and reading one head's rows Hkv·D apart measured
+// 6 GB/s against 26 GB/s front to back on one core. So each tile is packed
+// key by key, all heads, into head-major float32 (which also converts 16-bit
+// caches), and each head's group of query rows (Hq/Hkv heads × Sq tokens, so
+// K/V are read once per group) runs Q·Kᵀ as A·Bᵀ (gemm_nt) and P·V as a GEMM.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -35,15 +37,25 @@
 namespace fmha {
 namespace {
 
-constexpr int kTile = 128;             // keys per tile: the unit of partitioned work
-constexpr int kMaxUnitRows = 64;       // query rows per unit; a larger group × Sq is cut into row blocks
-constexpr int64_t kMinTilesPerWorker = 4;  // below this an extra thread costs more than it saves
+// One tile's K and V of every kv head stay within this many bytes (L2-sized),
+// packed head-major so each head's GEMMs read unit stride.
+constexpr int64_t kTileBytes = 512 << 10;
+constexpr int64_t kMinTilesPerWorker = 4;
+constexpr int kPrefetchKeys = 4;  // how far ahead pack_tile asks for keys  // below this an extra thread costs more than it saves
 
+// Keys per tile: a power of two in [16, 128] whose K and V (all kv heads, float32) fit kTileBytes.
+int tile_keys(const AttentionParams& p) {
+  const int64_t per_key = p.Hkv * (p.D + p.Dv) * int64_t(sizeof(float));
+  int t = 128;
+  while (t > 16 && t * per_key > kTileBytes) t /= 2;
+  return t;
+}
+
+// A sequence: all its kv heads and query rows (row x is query head x / Sq, token x % Sq).
 struct Unit {
-  int64_t b, hk, r0;  // batch row, kv head, first row (row x is head g = x / Sq of the group, token t = x % Sq)
-  int rows;
-  KeyRange keys;      // union of the rows' visible keys
-  KeyRange all;       // their intersection: tiles inside it need no mask
+  int64_t b;
+  KeyRange keys;  // union of the rows' visible keys
+  KeyRange all;   // their intersection: tiles inside it need no mask
 };
 
 SequenceView sequence_of(const DecodeParams& dp, int64_t b) {
@@ -52,119 +64,100 @@ SequenceView sequence_of(const DecodeParams& dp, int64_t b) {
 
 std::vector<Unit> enumerate_units(const DecodeParams& dp) {
   const AttentionParams& p = dp.attn;
-  const int64_t G = p.Hq / p.Hkv, rows = G * p.Sq;
   std::vector<Unit> units;
+  if (p.Sq == 0) return units;
   for (int64_t b = 0; b < p.B; ++b) {
-    const SequenceView seq = sequence_of(dp, b);
-    const ScorePolicy policy(p, seq, 0);  // visible keys depend on the token, not the head
-    for (int64_t hk = 0; hk < p.Hkv; ++hk)
-      for (int64_t r0 = 0; r0 < rows; r0 += kMaxUnitRows) {
-        Unit u{b, hk, r0, int(std::min<int64_t>(kMaxUnitRows, rows - r0)), {std::numeric_limits<int64_t>::max(), 0},
-               {0, std::numeric_limits<int64_t>::max()}};
-        for (int64_t x = r0; x < r0 + u.rows; ++x) {
-          const KeyRange kr = policy.keys(x % p.Sq);
-          if (kr.hi > kr.lo) { u.keys.lo = std::min(u.keys.lo, kr.lo); u.keys.hi = std::max(u.keys.hi, kr.hi); }
-          u.all.lo = std::max(u.all.lo, kr.lo);
-          u.all.hi = std::min(u.all.hi, kr.hi);
-        }
-        if (u.keys.hi <= u.keys.lo) u.keys = {0, 0};
-        units.push_back(u);
-      }
+    const ScorePolicy policy(p, sequence_of(dp, b), 0);  // visible keys depend on the token, not the head
+    Unit u{b, {std::numeric_limits<int64_t>::max(), 0}, {0, std::numeric_limits<int64_t>::max()}};
+    for (int64_t t = 0; t < p.Sq; ++t) {
+      const KeyRange kr = policy.keys(t);
+      if (kr.hi > kr.lo) { u.keys.lo = std::min(u.keys.lo, kr.lo); u.keys.hi = std::max(u.keys.hi, kr.hi); }
+      u.all.lo = std::max(u.all.lo, kr.lo);
+      u.all.hi = std::min(u.all.hi, kr.hi);
+    }
+    if (u.keys.hi <= u.keys.lo) u.keys = {0, 0};
+    units.push_back(u);
   }
   return units;
-}
-
-TileSpan tile_span(const Unit& u) {
-  if (u.keys.hi <= u.keys.lo) return {0, 0};
-  return {u.keys.lo / kTile, (u.keys.hi + kTile - 1) / kTile};
 }
 
 // One thread's working set, carved from its persistent arena.
 struct ThreadWork {
   float *q, *s, *acc, *m, *l, *alpha, *kbuf, *vbuf;
-  KeyRange* ranges;
-  std::vector<ScorePolicy> policies;  // the unit's heads; capacity kept across pieces
+  KeyRange* ranges;                   // per new token
+  std::vector<ScorePolicy> policies;  // per query head of the current sequence; capacity kept
 
-  static int64_t floats(const AttentionParams& p) {
-    return kMaxUnitRows * (sizeof(KeyRange) / sizeof(float)) + kMaxUnitRows * (p.D + kTile + p.Dv + 3) +
-           kTile * (p.D + p.Dv);
+  static int64_t floats(const AttentionParams& p, int tile) {
+    const int64_t rows = p.Hq * p.Sq;
+    return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + p.Dv + 3) +
+           int64_t(tile) * p.Hkv * (p.D + p.Dv);
   }
-  explicit ThreadWork(const AttentionParams& p, float* base) {
-    ranges = reinterpret_cast<KeyRange*>(base);
-    base += kMaxUnitRows * (sizeof(KeyRange) / sizeof(float));
-    q = base;     base += kMaxUnitRows * p.D;
-    s = base;     base += kMaxUnitRows * kTile;
-    acc = base;   base += kMaxUnitRows * p.Dv;
-    m = base;     base += kMaxUnitRows;
-    l = base;     base += kMaxUnitRows;
-    alpha = base; base += kMaxUnitRows;
-    kbuf = base;  base += kTile * p.D;
+  ThreadWork(const AttentionParams& p, int tile, float* base) {
+    const int64_t rows = p.Hq * p.Sq;
+    ranges = reinterpret_cast<KeyRange*>(base);  // first: the arena is 64-byte aligned
+    base += p.Sq * int64_t(sizeof(KeyRange) / sizeof(float));
+    q = base;     base += rows * p.D;
+    s = base;     base += rows * tile;
+    acc = base;   base += rows * p.Dv;
+    m = base;     base += rows;
+    l = base;     base += rows;
+    alpha = base; base += rows;
+    kbuf = base;  base += int64_t(tile) * p.Hkv * p.D;
     vbuf = base;
     policies.reserve(size_t(p.Hq));
   }
 };
 
-// A partial softmax state of `rows` rows: m, l, then the accumulator (rows × Dv).
+// A partial softmax state of a unit's rows: m, l, then the accumulator (rows × Dv).
 struct Partial {
   float *m, *l, *acc;
 };
 
 class DecodeRunner {
  public:
-  DecodeRunner(const DecodeParams& dp, const ExecContext& ctx)
-      : dp_(dp), p_(dp.attn), ctx_(ctx), mk_(cpu_microkernels(cpu_features().isa)), G_(p_.Hq / p_.Hkv) {}
+  DecodeRunner(const DecodeParams& dp, const ExecContext& ctx, int tile)
+      : dp_(dp), p_(dp.attn), ctx_(ctx), mk_(cpu_microkernels(cpu_features().isa)), tile_(tile),
+        group_rows_(p_.Hq / p_.Hkv * p_.Sq), rows_(p_.Hq * p_.Sq) {}
+
+  int64_t rows() const { return rows_; }
 
   // Computes tiles [t0, t1) of unit u into out (unnormalized). False when aborted.
   bool piece(const Unit& u, int64_t t0, int64_t t1, ThreadWork& w, Partial out) const {
     const SequenceView seq = sequence_of(dp_, u.b);
-    const KvCacheView& c = dp_.cache;
-    const int64_t sid = dp_.sequence(u.b);
-    const int D = int(p_.D), Dv = int(p_.Dv), rows = u.rows;
-    const int64_t g0 = u.r0 / p_.Sq;
+    const int64_t sid = dp_.sequence(u.b), D = p_.D, Dv = p_.Dv, T = tile_;
     w.policies.clear();
-    for (int64_t g = g0; g <= (u.r0 + rows - 1) / p_.Sq; ++g) w.policies.emplace_back(p_, seq, u.hk * G_ + g);
-    for (int x = 0; x < rows; ++x) {
-      const int64_t g = (u.r0 + x) / p_.Sq, t = (u.r0 + x) % p_.Sq;
-      pack_rows(mk_, row_ptr(p_.q, p_.dtype, seq.q_at(p_, t, u.hk * G_ + g)), p_.dtype, 0, 1, D, p_.scale,
-                w.q + int64_t(x) * D, D);
-      w.ranges[x] = w.policies[size_t(g - g0)].keys(t);
+    bool hooks = false;
+    for (int64_t h = 0; h < p_.Hq; ++h) {
+      w.policies.emplace_back(p_, seq, h);
+      hooks = hooks || w.policies.back().has_hooks();
+    }
+    for (int64_t t = 0; t < p_.Sq; ++t) w.ranges[t] = w.policies.front().keys(t);
+    for (int64_t x = 0; x < rows_; ++x) {
+      pack_rows(mk_, row_ptr(p_.q, p_.dtype, seq.q_at(p_, x % p_.Sq, x / p_.Sq)), p_.dtype, 0, 1, int(D), p_.scale,
+                w.q + x * D, D);
       out.m[x] = -std::numeric_limits<float>::infinity();
       out.l[x] = 0.0f;
     }
-    std::fill(out.acc, out.acc + int64_t(rows) * Dv, 0.0f);
-    bool hooks = false;
-    for (const ScorePolicy& pol : w.policies) hooks = hooks || pol.has_hooks();
+    std::fill(out.acc, out.acc + rows_ * Dv, 0.0f);
 
     for (int64_t tile = t0; tile < t1; ++tile) {
       if (ctx_.aborted()) return false;
-      const int64_t j0 = tile * kTile;
-      const int n = int(std::min<int64_t>(kTile, seq.sk - j0));
-      const float *kp = w.kbuf, *vp = w.vbuf;
-      int64_t ldk = D, ldv = Dv;
-      if (p_.dtype == DType::F32 && c.run(j0, n) == n) {  // in place: one page, no conversion
-        kp = static_cast<const float*>(c.k) + c.k_at(sid, j0, u.hk);
-        vp = static_cast<const float*>(c.v) + c.v_at(sid, j0, u.hk);
-        ldk = c.k_stride[1];
-        ldv = c.v_stride[1];
-      } else {
-        for (int j = 0; j < n;) {
-          const int len = int(c.run(j0 + j, n - j));
-          pack_rows(mk_, row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, u.hk)), c.dtype, c.k_stride[1], len, D, 1.0f,
-                    w.kbuf + int64_t(j) * D, D);
-          pack_rows(mk_, row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, u.hk)), c.dtype, c.v_stride[1], len, Dv, 1.0f,
-                    w.vbuf + int64_t(j) * Dv, Dv);
-          j += len;
-        }
-      }
-      mk_.gemm_nt(w.q, D, kp, ldk, w.s, kTile, rows, n, D);
+      const int64_t j0 = tile * T;
+      const int n = int(std::min<int64_t>(T, seq.sk - j0));
+      pack_tile(sid, j0, n, w);
+      for (int64_t hk = 0; hk < p_.Hkv; ++hk)
+        mk_.gemm_nt(w.q + hk * group_rows_ * D, D, w.kbuf + hk * T * D, D, w.s + hk * group_rows_ * T, T,
+                    int(group_rows_), n, int(D));
       const bool needs_mask = j0 < u.all.lo || j0 + n > u.all.hi;
       if (needs_mask || hooks)
-        for (int x = 0; x < rows; ++x) {
-          const int64_t g = (u.r0 + x) / p_.Sq, t = (u.r0 + x) % p_.Sq;
-          w.policies[size_t(g - g0)].apply(w.s + int64_t(x) * kTile, t, j0, n, w.ranges[x], needs_mask);
+        for (int64_t x = 0; x < rows_; ++x) {
+          const int64_t t = x % p_.Sq;
+          w.policies[size_t(x / p_.Sq)].apply(w.s + x * T, t, j0, n, w.ranges[t], needs_mask);
         }
-      mk_.online_softmax(w.s, kTile, rows, n, out.m, out.l, w.alpha);
-      mk_.gemm(w.s, kTile, vp, ldv, out.acc, Dv, rows, Dv, n, true, w.alpha);
+      mk_.online_softmax(w.s, T, int(rows_), n, out.m, out.l, w.alpha);
+      for (int64_t hk = 0; hk < p_.Hkv; ++hk)
+        mk_.gemm(w.s + hk * group_rows_ * T, T, w.vbuf + hk * T * Dv, Dv, out.acc + hk * group_rows_ * Dv, Dv,
+                 int(group_rows_), int(Dv), n, true, w.alpha + hk * group_rows_);
     }
     return true;
   }
@@ -173,11 +166,11 @@ class DecodeRunner {
   void write(const Unit& u, Partial st) const {
     const SequenceView seq = sequence_of(dp_, u.b);
     const float ninf = -std::numeric_limits<float>::infinity();
-    for (int x = 0; x < u.rows; ++x) {
-      const int64_t g = (u.r0 + x) / p_.Sq, t = (u.r0 + x) % p_.Sq, h = u.hk * G_ + g;
+    for (int64_t x = 0; x < rows_; ++x) {
+      const int64_t t = x % p_.Sq, h = x / p_.Sq;
       const float l = st.l[x];
       void* o = static_cast<char*>(p_.out) + seq.out_at(p_, t, h) * dtype_size(p_.dtype);
-      mk_.store_row(st.acc + int64_t(x) * p_.Dv, l > 0 ? 1.0f / l : 0.0f, int(p_.Dv), p_.dtype, o);
+      mk_.store_row(st.acc + x * p_.Dv, l > 0 ? 1.0f / l : 0.0f, int(p_.Dv), p_.dtype, o);
       if (p_.lse) p_.lse[seq.lse_at(p_, t, h)] = l > 0 ? st.m[x] + std::log(l) : ninf;
     }
   }
@@ -187,7 +180,7 @@ class DecodeRunner {
     const float ninf = -std::numeric_limits<float>::infinity();
     const int64_t Dv = p_.Dv;
     Partial dst = parts.front();
-    for (int x = 0; x < u.rows; ++x) {
+    for (int64_t x = 0; x < rows_; ++x) {
       float M = ninf;
       for (const Partial& q : parts) M = std::max(M, q.m[x]);
       float* a = dst.acc + x * Dv;
@@ -207,11 +200,27 @@ class DecodeRunner {
   }
 
  private:
+  // K and V rows [j0, j0 + n) of every kv head into kbuf/vbuf, head-major,
+  // converted to float32. Key by key, heads inner: one key's heads are
+  // adjacent in the cache, so memory is read front to back (reading one head's
+  // rows Hkv·D apart measured 6 GB/s against 26 GB/s contiguous on one core).
+  void pack_tile(int64_t sid, int64_t j0, int n, ThreadWork& w) const {
+    const KvCacheView& c = dp_.cache;
+    const int64_t T = tile_;
+    for (int j = 0; j < n; ++j) {
+      for (int64_t hk = 0; hk < p_.Hkv; ++hk) {
+        mk_.load_row(row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, hk)), c.dtype, int(p_.D), w.kbuf + (hk * T + j) * p_.D);
+        mk_.load_row(row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, hk)), c.dtype, int(p_.Dv), w.vbuf + (hk * T + j) * p_.Dv);
+      }
+    }
+  }
+
   const DecodeParams& dp_;
   const AttentionParams& p_;
   const ExecContext& ctx_;
   const CpuMicrokernels& mk_;
-  int64_t G_;
+  const int tile_;
+  const int64_t group_rows_, rows_;
 };
 
 void fused_append(const DecodeParams& dp) {
@@ -235,26 +244,28 @@ Status decode_attention_cpu(const DecodeParams& dp, const ExecContext& ctx) {
   const std::vector<Unit> units = enumerate_units(dp);
   if (units.empty()) return {};
 
+  const int tile = tile_keys(p);
   std::vector<TileSpan> spans;
   int64_t total_tiles = 0;
   for (const Unit& u : units) {
-    spans.push_back(tile_span(u));
+    spans.push_back(u.keys.hi > u.keys.lo ? TileSpan{u.keys.lo / tile, (u.keys.hi + tile - 1) / tile} : TileSpan{});
     total_tiles += spans.back().end - spans.back().begin;
   }
   const int64_t workers = std::max<int64_t>(
       1, std::min<int64_t>(ctx.num_threads, (total_tiles + kMinTilesPerWorker - 1) / kMinTilesPerWorker));
   const DecodePlan plan = plan_decode(spans, resolve_strategy(dp.strategy), workers);
-  const int threads = int(std::min<int64_t>(workers, int64_t(plan.tasks.size()) - 1));
+  const int threads = int(std::max<int64_t>(1, std::min<int64_t>(workers, int64_t(plan.tasks.size()) - 1)));
 
+  const DecodeRunner run(dp, ctx, tile);
   // Partial slots for units cut into several pieces.
-  const int64_t slot_floats = int64_t(kMaxUnitRows) * (p.Dv + 2);
+  const int64_t slot_floats = run.rows() * (p.Dv + 2);
   std::vector<int64_t> slot(plan.pieces.size(), -1);
   int64_t slots = 0;
   for (size_t u = 0; u < units.size(); ++u)
     if (plan.unit_pieces[u + 1] - plan.unit_pieces[u] > 1)
       for (int64_t i = plan.unit_pieces[u]; i < plan.unit_pieces[u + 1]; ++i) slot[size_t(i)] = slots++;
 
-  const int64_t floats = ThreadWork::floats(p);
+  const int64_t floats = ThreadWork::floats(p, tile);
   int64_t total = 0;
   if (!checked_mul(slots, slot_floats, &total) || !checked_add(total, floats * threads, &total))
     total = std::numeric_limits<int64_t>::max() / 8;
@@ -266,10 +277,9 @@ Status decode_attention_cpu(const DecodeParams& dp, const ExecContext& ctx) {
                                          " bytes of partial results failed"};
   auto partial = [&](int64_t s) {
     float* base = partials.get() + s * slot_floats;
-    return Partial{base, base + kMaxUnitRows, base + 2 * kMaxUnitRows};
+    return Partial{base, base + run.rows(), base + 2 * run.rows()};
   };
 
-  const DecodeRunner run(dp, ctx);
   std::vector<std::optional<ThreadWork>> work(static_cast<size_t>(threads));
   std::atomic<bool> aborted{false}, out_of_memory{false};
   parallel_for(threads, int64_t(plan.tasks.size()) - 1, [&](int64_t task, int thread) {
@@ -278,7 +288,7 @@ Status decode_attention_cpu(const DecodeParams& dp, const ExecContext& ctx) {
     if (!w) {
       float* arena = thread_arena(floats);
       if (!arena) { out_of_memory = true; return; }
-      w.emplace(p, arena);
+      w.emplace(p, tile, arena);
     }
     for (int64_t i = plan.tasks[size_t(task)]; i < plan.tasks[size_t(task) + 1]; ++i) {
       const DecodePiece& pc = plan.pieces[size_t(i)];

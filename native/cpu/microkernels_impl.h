@@ -103,18 +103,18 @@ inline float reduce_max(vf v) { return reduce(v, [](vf a, vf b) { return a > b ?
 // fold at half-width W takes two vectors whose lanes hold groups of 2W partial
 // sums, one group per key, and returns one with groups of W: x's keys, then y's.
 template <int W, int... O>
-inline vf fold_pair(vf x, vf y, std::integer_sequence<int, O...>) {
+__attribute__((always_inline)) inline vf fold_pair(vf x, vf y, std::integer_sequence<int, O...>) {
   constexpr int H = VL / 2;
   return __builtin_shufflevector(x, y, ((O < H ? 0 : VL) + (O % H) / W * 2 * W + O % W)...) +
          __builtin_shufflevector(x, y, ((O < H ? 0 : VL) + (O % H) / W * 2 * W + O % W + W)...);
 }
 
-template <int W = VL / 2>
-inline vf fold_all(vf* a, int n) {
+template <int W = VL / 2, int N = VL>
+__attribute__((always_inline)) inline vf fold_all(vf* a) {
   if constexpr (W >= 1) {
 #pragma GCC unroll 16
-    for (int i = 0; i < n / 2; ++i) a[i] = fold_pair<W>(a[2 * i], a[2 * i + 1], std::make_integer_sequence<int, VL>{});
-    return fold_all<W / 2>(a, n / 2);
+    for (int i = 0; i < N / 2; ++i) a[i] = fold_pair<W>(a[2 * i], a[2 * i + 1], std::make_integer_sequence<int, VL>{});
+    return fold_all<W / 2, N / 2>(a);
   } else {
     return a[0];
   }
@@ -139,7 +139,7 @@ void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
 #pragma GCC unroll 16
         for (int k = 0; k < VL; ++k) acc[k] += av * loadv(b + k * ldb + d);
       }
-      vf sum = fold_all(acc, VL);
+      vf sum = fold_all(acc);
       for (int d = Kv; d < K; ++d)
         for (int k = 0; k < VL; ++k) sum[k] += a[d] * b[k * ldb + d];
       storev(C + r * ldc + j0, sum);
