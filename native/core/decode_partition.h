@@ -1,8 +1,9 @@
 // How decode work is cut among workers (LeanAttention, DESIGN §5), apart from
 // any kernel so it can be tested alone and shared by the CPU and CUDA paths.
 //
-// A unit is one (sequence, kv head) pair; its cost is the key tiles it must
-// read. A piece is a contiguous tile range of one unit, computed by one worker
+// A unit is what one piece of work belongs to, with a cost in key tiles: on
+// the CPU a whole sequence (all kv heads, see cpu/decode_attention.cc), in
+// DESIGN's terms one (sequence, kv head) pair. A piece is a contiguous tile range of one unit, computed by one worker
 // into a partial softmax state (max, sum, accumulator); a unit cut into several
 // pieces is merged afterwards by an exact log-sum-exp reduction in piece order,
 // so results never depend on which worker ran what.
