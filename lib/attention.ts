@@ -58,6 +58,7 @@ function abortError(signal: AbortSignal): unknown {
 }
 
 function toNativeOptions<O extends CallOptions>(opts: O, abortFlag?: Int32Array): Omit<O, 'signal'> & { abortFlag?: Int32Array } {
+  if (typeof opts !== 'object') return opts;  // not an object: the binding's to refuse
   const { signal: _signal, ...rest } = opts;
   return abortFlag ? { ...rest, abortFlag } : rest;
 }

@@ -83,13 +83,13 @@ std::vector<Unit> enumerate_units(const DecodeParams& dp) {
 
 // One thread's working set, carved from its persistent arena.
 struct ThreadWork {
-  float *q, *s, *acc, *m, *l, *alpha, *kbuf, *vbuf;
+  float *q, *s, *acc, *pv, *m, *l, *alpha, *kbuf, *vbuf;
   KeyRange* ranges;                   // per new token
   std::vector<ScorePolicy> policies;  // per query head of the current sequence; capacity kept
 
   static int64_t floats(const AttentionParams& p, int tile) {
     const int64_t rows = p.Hq * p.Sq;
-    return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + p.Dv + 3) +
+    return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + 2 * p.Dv + 3) +
            int64_t(tile) * p.Hkv * (p.D + p.Dv);
   }
   ThreadWork(const AttentionParams& p, int tile, float* base) {
@@ -99,6 +99,7 @@ struct ThreadWork {
     q = base;     base += rows * p.D;
     s = base;     base += rows * tile;
     acc = base;   base += rows * p.Dv;
+    pv = base;    base += rows * p.Dv;
     m = base;     base += rows;
     l = base;     base += rows;
     alpha = base; base += rows;
@@ -155,9 +156,18 @@ class DecodeRunner {
           w.policies[size_t(x / p_.Sq)].apply(w.s + x * T, t, j0, n, w.ranges[t], needs_mask);
         }
       mk_.online_softmax(w.s, T, int(rows_), n, out.m, out.l, w.alpha);
+      // P·V of this tile into pv, then acc = alpha·acc + pv: one rounding per
+      // tile at the accumulator's magnitude instead of one per key (a 100k-key
+      // sequence otherwise drifts past the float32 bound).
       for (int64_t hk = 0; hk < p_.Hkv; ++hk)
-        mk_.gemm(w.s + hk * group_rows_ * T, T, w.vbuf + hk * T * Dv, Dv, out.acc + hk * group_rows_ * Dv, Dv,
-                 int(group_rows_), int(Dv), n, true, w.alpha + hk * group_rows_);
+        mk_.gemm(w.s + hk * group_rows_ * T, T, w.vbuf + hk * T * Dv, Dv, w.pv + hk * group_rows_ * Dv, Dv,
+                 int(group_rows_), int(Dv), n, false, nullptr);
+      for (int64_t x = 0; x < rows_; ++x) {
+        float* a = out.acc + x * Dv;
+        const float* t = w.pv + x * Dv;
+        const float c = w.alpha[x];
+        for (int64_t d = 0; d < Dv; ++d) a[d] = a[d] * c + t[d];
+      }
     }
     return true;
   }
