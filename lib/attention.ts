@@ -119,6 +119,8 @@ export function runAsync(kind: AttentionKind, q: AnyTensor, k: AnyTensor, v: Any
  * @param v `[B, Sk, Hkv, Dv]`
  * @returns `[B, Sq, Hq, Dv]` in q's dtype; with `returnLse: true`, `{ out, lse }`.
  *   Rejects (never throws) with `FmhaError` on bad input, `AbortError` when aborted.
+ *   On DeviceTensors (all of q, k, v, bias, out on one device) the results are DeviceTensors
+ *   there, and the promise settles once the GPU has finished the work.
  */
 export function attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts: AttentionOptions<DeviceTensor> & { returnLse: true }): Promise<AttentionWithLse<DeviceTensor>>;
 export function attention(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: AttentionOptions<DeviceTensor> & { returnLse?: false }): Promise<DeviceTensor>;
@@ -130,7 +132,11 @@ export function attention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts?: Atten
   return runAsync('fused', q, k, v, opts);
 }
 
-/** {@link attention} on the calling thread (which joins fmha's pool); throws instead of rejecting. */
+/**
+ * {@link attention} on the calling thread (which joins fmha's pool); throws instead of rejecting.
+ * On DeviceTensors it only enqueues the work on the device's stream and returns the output
+ * DeviceTensor at once; later calls and `toHost()` are ordered after it.
+ */
 export function attentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts: AttentionOptions<DeviceTensor> & { returnLse: true }): AttentionWithLse<DeviceTensor>;
 export function attentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts?: AttentionOptions<DeviceTensor> & { returnLse?: false }): DeviceTensor;
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): AttentionWithLse;

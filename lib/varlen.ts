@@ -47,7 +47,10 @@ export function varlenAttention(q: AnyTensor, k: AnyTensor, v: AnyTensor, opts: 
   return runAsync('varlen', q, k, v, opts);
 }
 
-/** {@link varlenAttention} on the calling thread (which joins fmha's pool); throws instead of rejecting. */
+/**
+ * {@link varlenAttention} on the calling thread (which joins fmha's pool); throws instead of rejecting.
+ * On DeviceTensors it only enqueues the work and returns the output DeviceTensor at once.
+ */
 export function varlenAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts: VarlenAttentionOptions<DeviceTensor> & { returnLse: true }): AttentionWithLse<DeviceTensor>;
 export function varlenAttentionSync(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, opts: VarlenAttentionOptions<DeviceTensor> & { returnLse?: false }): DeviceTensor;
 export function varlenAttentionSync(q: Tensor, k: Tensor, v: Tensor, opts: VarlenAttentionOptions & { returnLse: true }): AttentionWithLse;
