@@ -9,10 +9,10 @@
 // A CPU unit is a whole sequence (all kv heads and all Hq × Sq query rows),
 // not DESIGN's (sequence, kv head): a key's heads are adjacent in the cache
 // ([B, capacity, Hkv, D]), and reading one head's rows Hkv·D apart measured
-// 6 GB/s against 26 GB/s front to back on one core. So each tile is packed
-// key by key, all heads, into head-major float32 (which also converts 16-bit
-// caches), and each head's group of query rows (Hq/Hkv heads × Sq tokens, so
-// K/V are read once per group) runs Q·Kᵀ as A·Bᵀ (gemm_nt) and P·V as a GEMM.
+// 6 GB/s against 26 GB/s front to back on one core. So the decode microkernels
+// walk each tile key by key with heads inner, straight from the cache (16-bit
+// rows converted on the fly), each key row serving its group's Hq/Hkv heads ×
+// Sq tokens: K and V are read once, in memory order, and never copied.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -37,19 +37,8 @@
 namespace fmha {
 namespace {
 
-// One tile's K and V of every kv head stay within this many bytes (L2-sized),
-// packed head-major so each head's GEMMs read unit stride.
-constexpr int64_t kTileBytes = 512 << 10;
-constexpr int64_t kMinTilesPerWorker = 4;
-constexpr int kPrefetchKeys = 4;  // how far ahead pack_tile asks for keys  // below this an extra thread costs more than it saves
-
-// Keys per tile: a power of two in [16, 128] whose K and V (all kv heads, float32) fit kTileBytes.
-int tile_keys(const AttentionParams& p) {
-  const int64_t per_key = p.Hkv * (p.D + p.Dv) * int64_t(sizeof(float));
-  int t = 128;
-  while (t > 16 && t * per_key > kTileBytes) t /= 2;
-  return t;
-}
+constexpr int kTile = 128;                 // keys per tile: the unit of partitioned work
+constexpr int64_t kMinTilesPerWorker = 4;  // below this an extra thread costs more than it saves
 
 // A sequence: all its kv heads and query rows (row x is query head x / Sq, token x % Sq).
 struct Unit {
@@ -83,14 +72,14 @@ std::vector<Unit> enumerate_units(const DecodeParams& dp) {
 
 // One thread's working set, carved from its persistent arena.
 struct ThreadWork {
-  float *q, *s, *acc, *pv, *m, *l, *alpha, *kbuf, *vbuf;
+  float *q, *s, *acc, *pv, *m, *l, *alpha, *tmp;
   KeyRange* ranges;                   // per new token
   std::vector<ScorePolicy> policies;  // per query head of the current sequence; capacity kept
 
   static int64_t floats(const AttentionParams& p, int tile) {
     const int64_t rows = p.Hq * p.Sq;
     return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + 2 * p.Dv + 3) +
-           int64_t(tile) * p.Hkv * (p.D + p.Dv);
+           std::max(p.D, p.Dv);
   }
   ThreadWork(const AttentionParams& p, int tile, float* base) {
     const int64_t rows = p.Hq * p.Sq;
@@ -103,8 +92,7 @@ struct ThreadWork {
     m = base;     base += rows;
     l = base;     base += rows;
     alpha = base; base += rows;
-    kbuf = base;  base += int64_t(tile) * p.Hkv * p.D;
-    vbuf = base;
+    tmp = base;
     policies.reserve(size_t(p.Hq));
   }
 };
@@ -145,10 +133,13 @@ class DecodeRunner {
       if (ctx_.aborted()) return false;
       const int64_t j0 = tile * T;
       const int n = int(std::min<int64_t>(T, seq.sk - j0));
-      pack_tile(sid, j0, n, w);
-      for (int64_t hk = 0; hk < p_.Hkv; ++hk)
-        mk_.gemm_nt(w.q + hk * group_rows_ * D, D, w.kbuf + hk * T * D, D, w.s + hk * group_rows_ * T, T,
-                    int(group_rows_), n, int(D));
+      const KvCacheView& c = dp_.cache;
+      for (int j = 0; j < n;) {  // runs of keys within one page
+        const int len = int(c.run(j0 + j, n - j));
+        mk_.decode_scores(w.q, int(p_.Hkv), int(group_rows_), int(D), row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, 0)),
+                          c.dtype, c.k_stride[1], c.k_stride[2], len, w.s + j, T, w.tmp);
+        j += len;
+      }
       const bool needs_mask = j0 < u.all.lo || j0 + n > u.all.hi;
       if (needs_mask || hooks)
         for (int64_t x = 0; x < rows_; ++x) {
@@ -157,11 +148,14 @@ class DecodeRunner {
         }
       mk_.online_softmax(w.s, T, int(rows_), n, out.m, out.l, w.alpha);
       // P·V of this tile into pv, then acc = alpha·acc + pv: one rounding per
-      // tile at the accumulator's magnitude instead of one per key (a 100k-key
-      // sequence otherwise drifts past the float32 bound).
-      for (int64_t hk = 0; hk < p_.Hkv; ++hk)
-        mk_.gemm(w.s + hk * group_rows_ * T, T, w.vbuf + hk * T * Dv, Dv, w.pv + hk * group_rows_ * Dv, Dv,
-                 int(group_rows_), int(Dv), n, false, nullptr);
+      // tile at the accumulator's magnitude instead of one per key.
+      std::fill(w.pv, w.pv + rows_ * Dv, 0.0f);
+      for (int j = 0; j < n;) {
+        const int len = int(c.run(j0 + j, n - j));
+        mk_.decode_pv(w.s + j, T, int(p_.Hkv), int(group_rows_), int(Dv), row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, 0)),
+                      c.dtype, c.v_stride[1], c.v_stride[2], len, w.pv, w.tmp);
+        j += len;
+      }
       for (int64_t x = 0; x < rows_; ++x) {
         float* a = out.acc + x * Dv;
         const float* t = w.pv + x * Dv;
@@ -210,21 +204,6 @@ class DecodeRunner {
   }
 
  private:
-  // K and V rows [j0, j0 + n) of every kv head into kbuf/vbuf, head-major,
-  // converted to float32. Key by key, heads inner: one key's heads are
-  // adjacent in the cache, so memory is read front to back (reading one head's
-  // rows Hkv·D apart measured 6 GB/s against 26 GB/s contiguous on one core).
-  void pack_tile(int64_t sid, int64_t j0, int n, ThreadWork& w) const {
-    const KvCacheView& c = dp_.cache;
-    const int64_t T = tile_;
-    for (int j = 0; j < n; ++j) {
-      for (int64_t hk = 0; hk < p_.Hkv; ++hk) {
-        mk_.load_row(row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, hk)), c.dtype, int(p_.D), w.kbuf + (hk * T + j) * p_.D);
-        mk_.load_row(row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, hk)), c.dtype, int(p_.Dv), w.vbuf + (hk * T + j) * p_.Dv);
-      }
-    }
-  }
-
   const DecodeParams& dp_;
   const AttentionParams& p_;
   const ExecContext& ctx_;
@@ -242,8 +221,15 @@ void fused_append(const DecodeParams& dp) {
   }
 }
 
-DecodeStrategy resolve_strategy(DecodeStrategy s) {
-  return s == DecodeStrategy::Auto ? DecodeStrategy::Lean : s;
+// 'auto': one worker per sequence when every sequence is small beside a
+// worker's share (threads claim them as they free up, and no partial state is
+// merged), else stream-K, whose equal shares keep every worker busy when work
+// items are few or unequal.
+DecodeStrategy resolve_strategy(DecodeStrategy s, const std::vector<TileSpan>& spans, int64_t total, int64_t workers) {
+  if (s != DecodeStrategy::Auto) return s;
+  int64_t largest = 0;
+  for (const TileSpan& t : spans) largest = std::max(largest, t.end - t.begin);
+  return largest * 8 * workers <= total ? DecodeStrategy::Single : DecodeStrategy::Lean;
 }
 
 }  // namespace
@@ -254,7 +240,7 @@ Status decode_attention_cpu(const DecodeParams& dp, const ExecContext& ctx) {
   const std::vector<Unit> units = enumerate_units(dp);
   if (units.empty()) return {};
 
-  const int tile = tile_keys(p);
+  const int tile = kTile;
   std::vector<TileSpan> spans;
   int64_t total_tiles = 0;
   for (const Unit& u : units) {
@@ -263,7 +249,7 @@ Status decode_attention_cpu(const DecodeParams& dp, const ExecContext& ctx) {
   }
   const int64_t workers = std::max<int64_t>(
       1, std::min<int64_t>(ctx.num_threads, (total_tiles + kMinTilesPerWorker - 1) / kMinTilesPerWorker));
-  const DecodePlan plan = plan_decode(spans, resolve_strategy(dp.strategy), workers);
+  const DecodePlan plan = plan_decode(spans, resolve_strategy(dp.strategy, spans, total_tiles, workers), workers);
   const int threads = int(std::max<int64_t>(1, std::min<int64_t>(workers, int64_t(plan.tasks.size()) - 1)));
 
   const DecodeRunner run(dp, ctx, tile);
