@@ -6,6 +6,7 @@
 #include <string>
 
 #include "binding/errors.h"
+#include "binding/option_readers.h"
 #include "binding/tensor_args.h"
 #include "core/checked_math.h"
 #include "core/cuda_info.h"
@@ -46,27 +47,6 @@ void copy_strides(const TensorArg& t, Layout layout, int64_t* stride) {
   for (int i = first; i < 3; ++i) stride[i] = t.strides[i - first];
 }
 
-bool read_bool(const Napi::Object& o, const char* key, bool dflt) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return dflt;
-  if (!v.IsBoolean()) fail(code::kArgument, std::string("opts.") + key + " must be a boolean, got " + describe(v));
-  return v.As<Napi::Boolean>().Value();
-}
-
-// A finite number, or dflt when absent.
-double read_number(const Napi::Object& o, const char* key, double dflt) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return dflt;
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d)) fail(code::kArgument, std::string("opts.") + key + " must be a finite number, got " + describe(v));
-  return d;
-}
-
-void check_no_overlap(const TensorArg& out, const TensorArg& in) {
-  if (out.begin_byte() < in.end_byte() && in.begin_byte() < out.end_byte())
-    fail(code::kArgument, "opts.out must not overlap " + in.name + " (they share memory)");
-}
-
 // 'auto' computes where the tensors live; 'cuda' on host tensors copies in and out (DESIGN §3).
 Backend read_backend(const Napi::Object& o, const TensorArg& q) {
   Napi::Value v = o.Get("backend");
@@ -84,25 +64,19 @@ Backend read_backend(const Napi::Object& o, const TensorArg& q) {
   return Backend::Cuda;
 }
 
-// An optional typed-array option of exactly `count` elements (kept alive with the call); null when absent.
-template <typename T>
-const T* read_array_option(const Napi::Object& o, const char* key, napi_typedarray_type type, int64_t count,
-                           const char* per, AttentionCall& call) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return nullptr;
-  const std::string name = std::string("opts.") + key;
-  Napi::TypedArray a = expect_typed_array(v, type, name);
-  if (int64_t(a.ElementLength()) != count)
-    fail(code::kShape, name + " must have " + per + " (" + str(count) + " elements), got " + str(a.ElementLength()));
-  call.inputs.push_back(a);
-  return reinterpret_cast<const T*>(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+const std::set<std::string>& known_options(Layout layout) {
+  static const std::set<std::string> padded = {"causal", "scale", "window", "softcap", "alibiSlopes", "seqlensK",
+                                               "bias", "returnLse", "out", "backend", "abortFlag"};
+  static const std::set<std::string> packed = [] {
+    std::set<std::string> s = padded;
+    s.insert({"cuSeqlensQ", "cuSeqlensK", "maxSeqlenQ", "maxSeqlenK"});
+    return s;
+  }();
+  return layout == Layout::Packed ? packed : padded;
 }
 
-bool known_option(const std::string& key, Layout layout) {
-  static const std::set<std::string> shared = {"causal", "scale", "window", "softcap", "alibiSlopes", "seqlensK",
-                                               "bias", "returnLse", "out", "backend", "abortFlag"};
-  static const std::set<std::string> varlen = {"cuSeqlensQ", "cuSeqlensK", "maxSeqlenQ", "maxSeqlenK"};
-  return shared.count(key) || (layout == Layout::Packed && varlen.count(key));
+std::string padded_hint(const std::string& key) {
+  return known_options(Layout::Packed).count(key) ? " (it is one of varlenAttention)" : "";
 }
 
 // Dimension names of q, k, v and out per layout, for messages.
@@ -188,40 +162,13 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   Napi::Value ov = info[4];
   if (!ov.IsUndefined() && !ov.IsObject()) fail(code::kArgument, "opts must be an object, got " + describe(ov));
   Napi::Object o = ov.IsObject() ? ov.As<Napi::Object>() : Napi::Object::New(env);
-  Napi::Array keys = o.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    const std::string key = keys.Get(i).ToString().Utf8Value();
-    if (!known_option(key, layout) && !o.Get(key).IsUndefined())
-      fail(code::kArgument, "opts." + key + " is not an option of " + (packed ? "varlenAttention" : "attention") +
-                                (!packed && known_option(key, Layout::Packed) ? " (it is one of varlenAttention)" : ""));
-  }
+  reject_unknown_options(o, known_options(layout), packed ? "varlenAttention" : "attention",
+                         packed ? nullptr : padded_hint);
   if (packed) read_varlen_options(o, q, k, call);
 
-  p.causal = read_bool(o, "causal", false);
-  p.scale = float(read_number(o, "scale", 1.0 / std::sqrt(double(p.D))));
-  p.softcap = float(read_number(o, "softcap", 0.0));
-  if (p.softcap < 0) fail(code::kArgument, "opts.softcap must be ≥ 0 (0 = off), got " + std::to_string(p.softcap));
+  read_score_options(o, p, call.inputs);
 
-  Napi::Value wv = o.Get("window");
-  if (!wv.IsUndefined()) {
-    const bool pair = wv.IsArray() && wv.As<Napi::Array>().Length() == 2;
-    if (!pair) fail(code::kArgument, "opts.window must be [left, right], got " + describe(wv));
-    for (uint32_t s = 0; s < 2; ++s) {
-      Napi::Value e = wv.As<Napi::Array>().Get(s);
-      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
-      if (!(d >= -1) || std::floor(d) != d || d > 9.0e15)
-        fail(code::kArgument, std::string("opts.window[") + str(s) + "] must be an integer ≥ -1 (-1 = unbounded), got " +
-                                  describe(e));
-      (s == 0 ? p.window_left : p.window_right) = int64_t(d);
-    }
-  }
-
-  p.alibi_slopes = read_array_option<float>(o, "alibiSlopes", napi_float32_array, p.Hq, "one slope per query head", call);
-  for (int64_t h = 0; p.alibi_slopes && h < p.Hq; ++h)
-    if (!std::isfinite(p.alibi_slopes[h]))
-      fail(code::kArgument, "opts.alibiSlopes[" + str(h) + "] must be finite, got " + std::to_string(p.alibi_slopes[h]));
-
-  if (const int32_t* lens = read_array_option<int32_t>(o, "seqlensK", napi_int32_array, p.B, "one length per batch entry", call)) {
+  if (const int32_t* lens = read_array_option<int32_t>(o, "seqlensK", napi_int32_array, p.B, "one length per batch entry", call.inputs)) {
     call.seqlens_k.assign(lens, lens + p.B);
     p.seqlens_k = call.seqlens_k.data();
   }
@@ -261,7 +208,7 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
     dp.bias_span = read_inputs.size() > 3 ? read_inputs[3].span : 0;
   }
 
-  call.abort_flag = read_array_option<int32_t>(o, "abortFlag", napi_int32_array, 1, "one flag", call);
+  call.abort_flag = read_array_option<int32_t>(o, "abortFlag", napi_int32_array, 1, "one flag", call.inputs);
 
   // Outputs: the caller's `out` (validated) or new arrays; allocation comes last.
   const int64_t Tq = q.shape[0];  // packed: query rows, cu_seqlens_q[B] of them real
@@ -274,14 +221,7 @@ AttentionCall parse_attention_call(const Napi::CallbackInfo& info, Layout layout
   if (!outv.IsUndefined()) {
     TensorArg out = read_any_tensor(outv, "opts.out");
     expect_same_side(out, q);
-    if (out.dtype != q.dtype)
-      fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(q.dtype) + "), got " +
-                             dtype_name(out.dtype));
-    if (out.shape != call.out_shape)
-      fail(code::kShape, "opts.out.shape must be " + shape_string(call.out_shape) + " " + names.out + ", got " +
-                             shape_string(out.shape));
-    if (!out.contiguous) fail(code::kArgument, "opts.out must be contiguous (no strided view)");
-    for (const TensorArg& in : read_inputs) check_no_overlap(out, in);
+    check_out(out, q.dtype, call.out_shape, names.out, read_inputs);
     if (out.on_device) {
       dp.keep.push_back(out.storage);
       dp.out_handle = out.object.As<Napi::Object>().Get("handle");

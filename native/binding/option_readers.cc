@@ -58,6 +58,19 @@ void read_score_options(const Napi::Object& o, AttentionParams& p, std::vector<N
                                 std::to_string(p.alibi_slopes[h]));
 }
 
+void check_out(const TensorArg& out, DType dtype, const std::vector<int64_t>& shape, const char* dims,
+               const std::vector<TensorArg>& reads) {
+  if (out.dtype != dtype)
+    fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(dtype) + "), got " +
+                           dtype_name(out.dtype));
+  if (out.shape != shape)
+    fail(code::kShape, "opts.out.shape must be " + shape_string(shape) + " " + dims + ", got " + shape_string(out.shape));
+  if (!out.contiguous) fail(code::kArgument, "opts.out must be contiguous (no strided view)");
+  for (const TensorArg& in : reads)
+    if (out.begin_byte() < in.end_byte() && in.begin_byte() < out.end_byte())
+      fail(code::kArgument, "opts.out must not overlap " + in.name + " (they share memory)");
+}
+
 Outputs read_outputs(Napi::Env env, const Napi::Object& o, DType dtype, const std::vector<int64_t>& shape,
                      const char* dims, int64_t lse_numel, const std::vector<TensorArg>& reads) {
   Outputs r;
@@ -67,15 +80,7 @@ Outputs read_outputs(Napi::Env env, const Napi::Object& o, DType dtype, const st
   Napi::Value outv = o.Get("out");
   if (!outv.IsUndefined()) {
     TensorArg out = read_tensor(outv, "opts.out");
-    if (out.dtype != dtype)
-      fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(dtype) + "), got " +
-                             dtype_name(out.dtype));
-    if (out.shape != shape)
-      fail(code::kShape, "opts.out.shape must be " + shape_string(shape) + " " + dims + ", got " + shape_string(out.shape));
-    if (!out.contiguous) fail(code::kArgument, "opts.out must be contiguous (no strided view)");
-    for (const TensorArg& in : reads)
-      if (out.begin_byte() < in.end_byte() && in.begin_byte() < out.end_byte())
-        fail(code::kArgument, "opts.out must not overlap " + in.name + " (they share memory)");
+    check_out(out, dtype, shape, dims, reads);
     r.out = out.array;
     r.out_data = out.data;
   }
