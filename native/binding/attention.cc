@@ -13,6 +13,7 @@
 #include "binding/attention_args.h"
 #include "binding/env_state.h"
 #include "binding/errors.h"
+#include "binding/option_readers.h"
 #include "binding/exports.h"
 #include "binding/runtime_config.h"
 #include "binding/tensor_args.h"
@@ -35,23 +36,11 @@ Kind read_kind(const Napi::Value& v) {
   fail(code::kArgument, "attention kind must be 'fused', 'vanilla' or 'varlen', got " + describe(v));
 }
 
-ExecContext exec_context(const AttentionCall& call) {
-  ExecContext ctx;
-  ctx.num_threads = get_num_threads();
-  ctx.abort_flag = call.abort_flag;
-  ctx.max_scratch_bytes = max_scratch_bytes();
-  return ctx;
-}
+ExecContext exec_context(const AttentionCall& call) { return call_context(call.abort_flag); }
 
 // { out, outShape, lse?, lseShape?, device? }: `device` is set when out and lse are DeviceTensor handles.
 Napi::Object result_object(Napi::Env env, Napi::Value out, Napi::Value lse, const AttentionCall& call) {
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("out", out);
-  r.Set("outShape", shape_array(env, call.out_shape));
-  if (!lse.IsEmpty() && !lse.IsUndefined()) {
-    r.Set("lse", lse);
-    r.Set("lseShape", shape_array(env, call.lse_shape));
-  }
+  Napi::Object r = fmha::result_object(env, out, lse, call.out_shape, call.lse_shape);
   if (call.device.active && !call.device.host_io) r.Set("device", call.device.device);
   return r;
 }

@@ -19,23 +19,10 @@
 namespace fmha {
 namespace {
 
-ExecContext exec_context(const DecodeCall& call) {
-  ExecContext ctx;
-  ctx.num_threads = get_num_threads();
-  ctx.abort_flag = call.abort_flag;
-  ctx.max_scratch_bytes = max_scratch_bytes();
-  return ctx;
-}
+ExecContext exec_context(const DecodeCall& call) { return call_context(call.abort_flag); }
 
 Napi::Object result_object(Napi::Env env, Napi::Value out, Napi::Value lse, const DecodeCall& call) {
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("out", out);
-  r.Set("outShape", shape_array(env, call.out_shape));
-  if (!lse.IsEmpty() && !lse.IsUndefined()) {
-    r.Set("lse", lse);
-    r.Set("lseShape", shape_array(env, call.lse_shape));
-  }
-  return r;
+  return fmha::result_object(env, out, lse, call.out_shape, call.lse_shape);
 }
 
 // A failed call's fused append never happened as far as the cache knows: the
@@ -122,13 +109,16 @@ Napi::Value decode_attention_async(const Napi::CallbackInfo& info) {
 }
 
 // An integer option of the KvCache config in [lo, hi]; dflt when absent (dflt < 0: required).
-int64_t config_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi, int64_t dflt) {
+// Not an integer → ERR_FMHA_ARGUMENT; out of range → range_code (SHAPE for head dims, DESIGN §4).
+int64_t config_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi, int64_t dflt,
+                   const char* range_code = code::kArgument) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() && dflt >= 0) return dflt;
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!(d >= double(lo) && d <= double(hi)) || std::floor(d) != d)
-    fail(code::kArgument, std::string("KVCache options.") + key + " must be an integer in [" + std::to_string(lo) +
-                              ", " + std::to_string(hi) + "], got " + describe(v));
+  const bool integer = std::isfinite(d) && std::floor(d) == d;
+  if (!integer || !(d >= double(lo) && d <= double(hi)))
+    fail(integer ? range_code : code::kArgument, std::string("KVCache options.") + key + " must be an integer in [" +
+                                                     std::to_string(lo) + ", " + std::to_string(hi) + "], got " + describe(v));
   return int64_t(d);
 }
 
@@ -155,8 +145,8 @@ class KvCacheObject final : public Napi::ObjectWrap<KvCacheObject> {
       c.batch = config_int(o, "batch", 0, kMaxLen, -1);
       c.capacity = config_int(o, "capacity", 0, kMaxLen, -1);
       c.heads = config_int(o, "kvHeads", 1, kMaxLen, -1);
-      c.D = config_int(o, "headDim", 1, 256, -1);
-      c.Dv = config_int(o, "headDimV", 1, 256, c.D);
+      c.D = config_int(o, "headDim", 1, 256, -1, code::kShape);
+      c.Dv = config_int(o, "headDimV", 1, 256, c.D, code::kShape);
       Napi::Value dt = o.Get("dtype");
       const std::string dts = dt.IsUndefined() ? "float32" : dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "";
       if (!parse_dtype(dts, &c.dtype))

@@ -101,4 +101,16 @@ Outputs read_outputs(Napi::Env env, const Napi::Object& o, DType dtype, const st
   return r;
 }
 
+Napi::Object result_object(Napi::Env env, Napi::Value out, Napi::Value lse, const std::vector<int64_t>& out_shape,
+                           const std::vector<int64_t>& lse_shape) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("out", out);
+  r.Set("outShape", shape_array(env, out_shape));
+  if (!lse.IsEmpty() && !lse.IsUndefined()) {
+    r.Set("lse", lse);
+    r.Set("lseShape", shape_array(env, lse_shape));
+  }
+  return r;
+}
+
 }  // namespace fmha

@@ -61,4 +61,8 @@ struct Outputs {
 Outputs read_outputs(Napi::Env env, const Napi::Object& o, DType dtype, const std::vector<int64_t>& shape,
                      const char* dims, int64_t lse_numel, const std::vector<TensorArg>& reads);
 
+// A call's result for lib/: { out, outShape, lse?, lseShape? } (lse when not empty/undefined).
+Napi::Object result_object(Napi::Env env, Napi::Value out, Napi::Value lse, const std::vector<int64_t>& out_shape,
+                           const std::vector<int64_t>& lse_shape);
+
 }  // namespace fmha

@@ -118,6 +118,14 @@ int64_t max_scratch_bytes() {
   return v;
 }
 
+ExecContext call_context(const int32_t* abort_flag) {
+  ExecContext ctx;
+  ctx.num_threads = get_num_threads();
+  ctx.abort_flag = abort_flag;
+  ctx.max_scratch_bytes = max_scratch_bytes();
+  return ctx;
+}
+
 void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, init, "init"));
   exports.Set("backends", Napi::Function::New(env, backends, "backends"));
