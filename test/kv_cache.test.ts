@@ -188,9 +188,7 @@ const CTOR_ERRS: [string, FmhaErrorCode | FmhaErrorCode[], RegExp[], unknown][] 
 ];
 for (const [name, code, msg, opts] of CTOR_ERRS) {
   ctor(`${Array.isArray(code) ? code.join('|') : code}: ${name}`, () => {
-    // KNOWN FAILING (bug, reported): 'headDim 0', 'headDim 257', 'headDimV 300' get ERR_FMHA_ARGUMENT, not
-    // DESIGN §4's ERR_FMHA_SHAPE for "D or Dv outside [1, 256]" (decodeAttention says SHAPE for the same D):
-    // native/binding/decode.cc:158-159 read headDim/headDimV with config_int(…, 1, 256, …), which fails kArgument.
+    // Head dims outside [1, 256] are ERR_FMHA_SHAPE (DESIGN §4), as in decodeAttention.
     assertFmhaError(catchSync(() => new KVCache(opts as KVCacheOptions)), code, msg, name);
   });
 }
