@@ -88,12 +88,6 @@ inline vf rotate_lanes(vf v, std::integer_sequence<int, L...>) {
   return __builtin_shufflevector(v, v, ((L + W) % VL)...);
 }
 
-// Lanes rotated by W within groups of G lanes.
-template <int G, int W, int... L>
-inline vf rotate_in_groups(vf v, std::integer_sequence<int, L...>) {
-  return __builtin_shufflevector(v, v, ((L / G) * G + (L % G + W) % G)...);
-}
-
 template <int W = VL / 2, typename Op>
 inline float reduce(vf v, Op op) {
   v = op(v, rotate_lanes<W>(v, std::make_integer_sequence<int, VL>{}));
@@ -162,23 +156,6 @@ void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
       C[r * ldc + j0] = s;
     }
   }
-}
-
-// Lane sums of four vectors: lane r·(VL/4) of the result holds Σ lanes of a[r].
-// Two folds leave VL/4 partial sums per vector side by side; a halving within
-// those groups finishes them.
-inline vf reduce4(vf a0, vf a1, vf a2, vf a3) {
-  constexpr int G = VL / 4;
-  vf y;
-  if constexpr (VL >= 4) {
-    y = fold_pair<G>(fold_pair<VL / 2>(a0, a1, std::make_integer_sequence<int, VL>{}),
-                     fold_pair<VL / 2>(a2, a3, std::make_integer_sequence<int, VL>{}),
-                     std::make_integer_sequence<int, VL>{});
-  }
-  if constexpr (G >= 2) y += rotate_in_groups<G, G / 2>(y, std::make_integer_sequence<int, VL>{});
-  if constexpr (G >= 4) y += rotate_in_groups<G, G / 4>(y, std::make_integer_sequence<int, VL>{});
-  if constexpr (G >= 8) y += rotate_in_groups<G, G / 8>(y, std::make_integer_sequence<int, VL>{});
-  return y;
 }
 
 float row_max(const float* x, int n) {
@@ -306,91 +283,6 @@ void store_row(const float* src, float a, int n, DType t, void* dst) {
   for (; j < n; ++j) h[j] = f32_to_f16(src[j] * a);
 }
 
-// A cache row as float32: in place, or converted into tmp.
-inline const float* row_f32(const void* src, DType t, int n, float* tmp) {
-  if (t == DType::F32) return static_cast<const float*>(src);
-  load_row(src, t, n, tmp);
-  return tmp;
-}
-
-// Asks for key j's rows of every head ahead of use (kPrefetchKeys keys ahead):
-// one key's heads are often exactly a page, and hardware prefetchers restart
-// at every page boundary.
-constexpr int kPrefetchKeys = 2;
-inline void prefetch_key(const void* base, int es, int64_t ldk, int64_t ldh, int H, int d, int j) {
-  for (int h = 0; h < H; ++h) {
-    const char* row = static_cast<const char*>(base) + (j * ldk + h * ldh) * es;
-    for (int b = 0; b < d * es; b += 64) __builtin_prefetch(row + b, 0, 3);
-  }
-}
-
-// Decode's Q·Kᵀ straight from the cache, key by key with heads inner (the
-// memory order of a [keys, heads, D] cache, so it streams front to back):
-// s[(h·R + r)·lds + j] = Σ_d q[(h·R + r)·D + d]·k(j, h)[d], h < H, r < R,
-// j < n, with k(j, h) = K + (j·ldk + h·ldh) elements of type t. Each key row
-// is loaded once for its R rows; four rows' sums are reduced together.
-void decode_scores(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n,
-                   float* s, int64_t lds, float* tmp) {
-  constexpr int G = VL / 4 > 0 ? VL / 4 : 1;
-  const int Dvec = D - D % VL, es = t == DType::F32 ? 4 : 2;
-  for (int j = 0; j < n; ++j) {
-    if (j + kPrefetchKeys < n) prefetch_key(K, es, ldk, ldh, H, D, j + kPrefetchKeys);
-    for (int h = 0; h < H; ++h) {
-      const float* k = row_f32(static_cast<const char*>(K) + (j * ldk + h * ldh) * es, t, D, tmp);
-      const float* qh = q + int64_t(h) * R * D;
-      float* sh = s + int64_t(h) * R * lds + j;
-      int r = 0;
-      for (; r + 4 <= R; r += 4) {
-        const float* q0 = qh + int64_t(r) * D;
-        vf a0 = vf{}, a1 = vf{}, a2 = vf{}, a3 = vf{};
-        for (int d = 0; d < Dvec; d += VL) {
-          const vf kv = loadv(k + d);
-          a0 += loadv(q0 + d) * kv;
-          a1 += loadv(q0 + D + d) * kv;
-          a2 += loadv(q0 + 2 * D + d) * kv;
-          a3 += loadv(q0 + 3 * D + d) * kv;
-        }
-        const vf y = reduce4(a0, a1, a2, a3);
-        for (int i = 0; i < 4; ++i) {
-          float x = y[i * G];
-          for (int d = Dvec; d < D; ++d) x += q0[i * D + d] * k[d];
-          sh[(r + i) * lds] = x;
-        }
-      }
-      for (; r < R; ++r) {
-        const float* qr = qh + int64_t(r) * D;
-        vf a = vf{};
-        for (int d = 0; d < Dvec; d += VL) a += loadv(qr + d) * loadv(k + d);
-        float x = reduce_add(a);
-        for (int d = Dvec; d < D; ++d) x += qr[d] * k[d];
-        sh[r * lds] = x;
-      }
-    }
-  }
-}
-
-// Decode's P·V straight from the cache, in the same order:
-// acc[(h·R + r)·Dv + d] += p[(h·R + r)·ldp + j]·v(j, h)[d].
-void decode_pv(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv, int64_t ldh,
-               int n, float* acc, float* tmp) {
-  const int Dvec = Dv - Dv % VL, es = t == DType::F32 ? 4 : 2;
-  for (int j = 0; j < n; ++j) {
-    if (j + kPrefetchKeys < n) prefetch_key(V, es, ldv, ldh, H, Dv, j + kPrefetchKeys);
-    for (int h = 0; h < H; ++h) {
-      const float* v = row_f32(static_cast<const char*>(V) + (j * ldv + h * ldh) * es, t, Dv, tmp);
-      for (int r = h * R; r < (h + 1) * R; ++r) {
-        const float w = p[r * ldp + j];
-        if (w == 0.0f) continue;  // masked or underflowed keys
-        float* a = acc + int64_t(r) * Dv;
-        const vf wv = splat(w);
-        int d = 0;
-        for (; d < Dvec; d += VL) storev(a + d, loadv(a + d) + wv * loadv(v + d));
-        for (; d < Dv; ++d) a[d] += w * v[d];
-      }
-    }
-  }
-}
-
 // More independent chains than FMA latency × FMA pipes, so the loop is bound by
 // FMA throughput alone; the empty asm keeps the chains from being optimized out.
 double fma_probe(int64_t iters) {
@@ -419,7 +311,7 @@ float read_sum(const float* x, int64_t n) {
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, gemm_nt, decode_scores, decode_pv, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
+  static const CpuMicrokernels t{gemm, gemm_nt, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
   return t;
 }
 
