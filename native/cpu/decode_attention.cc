@@ -9,10 +9,11 @@
 // A CPU unit is a whole sequence (all kv heads and all Hq × Sq query rows),
 // not DESIGN's (sequence, kv head): a key's heads are adjacent in the cache
 // ([B, capacity, Hkv, D]), and reading one head's rows Hkv·D apart measured
-// 6 GB/s against 26 GB/s front to back on one core. So each tile of kTile keys
-// is taken key by key, all heads at once (see operands()), and then each kv
-// head's group of query rows (Hq/Hkv heads × Sq tokens, so K/V are read once
-// per group) runs Q·Kᵀ as A·Bᵀ (gemm_nt) and P·V as a GEMM.
+// 6 GB/s against 26 GB/s front to back on one core. So the decode
+// microkernels (decode_qk, decode_pv) walk each tile four keys at a time with
+// heads inner, straight from the cache (16-bit rows converted on the fly):
+// memory streams as four sequential runs, nothing is copied, and each key row
+// serves its group's Hq/Hkv heads × Sq tokens, so K/V are read once.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -72,14 +73,14 @@ std::vector<Unit> enumerate_units(const DecodeParams& dp) {
 
 // One thread's working set, carved from its persistent arena.
 struct ThreadWork {
-  float *q, *s, *acc, *m, *l, *alpha, *kbuf, *vbuf;
+  float *q, *s, *acc, *m, *l, *alpha, *tmp;
   KeyRange* ranges;                   // per new token
   std::vector<ScorePolicy> policies;  // per query head of the current sequence; capacity kept
 
   static int64_t floats(const AttentionParams& p, int tile) {
     const int64_t rows = p.Hq * p.Sq;
     return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + p.Dv + 3) +
-           int64_t(tile) * p.Hkv * (p.D + p.Dv);
+           4 * std::max(p.D, p.Dv);
   }
   ThreadWork(const AttentionParams& p, int tile, float* base) {
     const int64_t rows = p.Hq * p.Sq;
@@ -91,8 +92,7 @@ struct ThreadWork {
     m = base;     base += rows;
     l = base;     base += rows;
     alpha = base; base += rows;
-    kbuf = base;  base += int64_t(tile) * p.Hkv * p.D;
-    vbuf = base;
+    tmp = base;
     policies.reserve(size_t(p.Hq));
   }
 };
@@ -133,10 +133,13 @@ class DecodeRunner {
       if (ctx_.aborted()) return false;
       const int64_t j0 = tile * T;
       const int n = int(std::min<int64_t>(T, seq.sk - j0));
-      const Operands op = operands(sid, j0, n, w);
-      for (int64_t hk = 0; hk < p_.Hkv; ++hk)
-        mk_.gemm_nt(w.q + hk * group_rows_ * D, D, op.k + hk * op.k_head, op.ldk, w.s + hk * group_rows_ * T, T,
-                    int(group_rows_), n, int(D));
+      const KvCacheView& c = dp_.cache;
+      for (int j = 0; j < n;) {  // runs of keys within one page
+        const int len = int(c.run(j0 + j, n - j));
+        mk_.decode_qk(w.q, int(p_.Hkv), int(group_rows_), int(D), row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, 0)),
+                      c.dtype, c.k_stride[1], c.k_stride[2], len, w.s + j, T, w.tmp);
+        j += len;
+      }
       const bool needs_mask = j0 < u.all.lo || j0 + n > u.all.hi;
       if (needs_mask || hooks)
         for (int64_t x = 0; x < rows_; ++x) {
@@ -144,9 +147,14 @@ class DecodeRunner {
           w.policies[size_t(x / p_.Sq)].apply(w.s + x * T, t, j0, n, w.ranges[t], needs_mask);
         }
       mk_.online_softmax(w.s, T, int(rows_), n, out.m, out.l, w.alpha);
-      for (int64_t hk = 0; hk < p_.Hkv; ++hk)
-        mk_.gemm(w.s + hk * group_rows_ * T, T, op.v + hk * op.v_head, op.ldv, out.acc + hk * group_rows_ * Dv, Dv,
-                 int(group_rows_), int(Dv), n, true, w.alpha + hk * group_rows_);
+      for (int64_t x = 0; x < rows_; ++x)  // acc = diag(alpha)·acc; alpha is exactly 1 while the max holds
+        if (w.alpha[x] != 1.0f) mk_.scale(out.acc + x * Dv, int(Dv), w.alpha[x]);
+      for (int j = 0; j < n;) {
+        const int len = int(c.run(j0 + j, n - j));
+        mk_.decode_pv(w.s + j, T, int(p_.Hkv), int(group_rows_), int(Dv), row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, 0)),
+                      c.dtype, c.v_stride[1], c.v_stride[2], len, out.acc, w.tmp);
+        j += len;
+      }
     }
     return true;
   }
@@ -189,36 +197,6 @@ class DecodeRunner {
   }
 
  private:
-  struct Operands {
-    const float *k, *v;
-    int64_t ldk, ldv, k_head, v_head;  // row and head strides, in floats
-  };
-
-  // The tile's K and V as float32. K is always copied, key by key with heads
-  // inner (one key's heads are adjacent, so memory is read front to back), into
-  // kbuf, head-major: gemm_nt reads VL keys at once, and cache rows Hkv·D apart
-  // would share L1 sets. V is read in place when the cache is float32 and the
-  // tile lies in one page (the P·V GEMM streams it row by row), after being
-  // asked for in the same front-to-back pass; else it is converted into vbuf.
-  Operands operands(int64_t sid, int64_t j0, int n, ThreadWork& w) const {
-    const KvCacheView& c = dp_.cache;
-    const bool v_in_place = c.dtype == DType::F32 && c.run(j0, n) == n;
-    const int64_t es = dtype_size(c.dtype);
-    for (int j = 0; j < n; ++j)
-      for (int64_t hk = 0; hk < p_.Hkv; ++hk) {
-        mk_.load_row(row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, hk)), c.dtype, int(p_.D), w.kbuf + (hk * tile_ + j) * p_.D);
-        const void* v = row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, hk));
-        if (!v_in_place) {
-          mk_.load_row(v, c.dtype, int(p_.Dv), w.vbuf + (hk * tile_ + j) * p_.Dv);
-        } else {
-          for (int64_t b = 0; b < p_.Dv * es; b += 64) __builtin_prefetch(static_cast<const char*>(v) + b, 0, 3);
-        }
-      }
-    if (v_in_place)
-      return {w.kbuf, static_cast<const float*>(c.v) + c.v_at(sid, j0, 0), p_.D, c.v_stride[1], tile_ * p_.D, c.v_stride[2]};
-    return {w.kbuf, w.vbuf, p_.D, p_.Dv, tile_ * p_.D, tile_ * p_.Dv};
-  }
-
   const DecodeParams& dp_;
   const AttentionParams& p_;
   const ExecContext& ctx_;

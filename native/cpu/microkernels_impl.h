@@ -88,6 +88,12 @@ inline vf rotate_lanes(vf v, std::integer_sequence<int, L...>) {
   return __builtin_shufflevector(v, v, ((L + W) % VL)...);
 }
 
+// Lanes rotated by W within groups of G lanes.
+template <int G, int W, int... L>
+inline vf rotate_in_groups(vf v, std::integer_sequence<int, L...>) {
+  return __builtin_shufflevector(v, v, ((L / G) * G + (L % G + W) % G)...);
+}
+
 template <int W = VL / 2, typename Op>
 inline float reduce(vf v, Op op) {
   v = op(v, rotate_lanes<W>(v, std::make_integer_sequence<int, VL>{}));
@@ -156,6 +162,20 @@ void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
       C[r * ldc + j0] = s;
     }
   }
+}
+
+// Lane sums of four vectors: lane i·(VL/4) of the result holds Σ lanes of a[i].
+// Two folds leave VL/4 partial sums per vector side by side; halving within
+// those groups finishes them.
+inline vf reduce4(vf a0, vf a1, vf a2, vf a3) {
+  constexpr int G = VL / 4;
+  vf y = fold_pair<G>(fold_pair<VL / 2>(a0, a1, std::make_integer_sequence<int, VL>{}),
+                      fold_pair<VL / 2>(a2, a3, std::make_integer_sequence<int, VL>{}),
+                      std::make_integer_sequence<int, VL>{});
+  if constexpr (G >= 8) y += rotate_in_groups<G, 4>(y, std::make_integer_sequence<int, VL>{});
+  if constexpr (G >= 4) y += rotate_in_groups<G, 2>(y, std::make_integer_sequence<int, VL>{});
+  if constexpr (G >= 2) y += rotate_in_groups<G, 1>(y, std::make_integer_sequence<int, VL>{});
+  return y;
 }
 
 float row_max(const float* x, int n) {
@@ -283,6 +303,165 @@ void store_row(const float* src, float a, int n, DType t, void* dst) {
   for (; j < n; ++j) h[j] = f32_to_f16(src[j] * a);
 }
 
+// Up to four cache rows of one head as float32: in place, or converted into tmp
+// (4 rows of n floats). Missing rows (i ≥ count) repeat row 0, so register
+// tiles stay full; their results are dropped.
+inline void cache_rows(const void* base, DType t, int64_t ld, int count, int n, float* tmp, const float* rows[4]) {
+  const int es = t == DType::F32 ? 4 : 2;
+  for (int i = 0; i < 4; ++i) {
+    const void* src = static_cast<const char*>(base) + int64_t(i < count ? i : 0) * ld * es;
+    if (t == DType::F32) {
+      rows[i] = static_cast<const float*>(src);
+    } else {
+      if (i < count) load_row(src, t, n, tmp + int64_t(i) * n);
+      rows[i] = tmp + int64_t(i < count ? i : 0) * n;
+    }
+  }
+}
+
+// Asks for the cache rows kAheadHeads heads past (key quad j0, head h) in the
+// kernels' order (quads, heads inner), wrapping to the next quad. Decode does
+// too little work per cache line for the out-of-order window alone to keep
+// enough reads in flight, and one key's heads are often exactly a page, where
+// hardware prefetchers restart.
+constexpr int kAheadHeads = 1;
+inline void prefetch_ahead(const void* base, int es, int64_t ldk, int64_t ldh, int H, int d, int n, int j0, int h) {
+  int jq = j0, hh = h + kAheadHeads;
+  while (hh >= H) { hh -= H; jq += 4; }
+  for (int i = 0; i < 4 && jq + i < n; ++i) {
+    const char* row = static_cast<const char*>(base) + ((jq + i) * ldk + hh * ldh) * es;
+    for (int b = 0; b < d * es; b += 64) __builtin_prefetch(row + b, 0, 3);
+  }
+}
+
+// One 4-row × 4-key block of decode_qk: out[r·lds + i] = q_r · k_i.
+template <bool Full>
+__attribute__((always_inline)) inline void qk_block(const float* q, int D, int Dvec, const float* const k[4], int nk,
+                                                    int nr, float* out, int64_t lds) {
+  constexpr int G = VL / 4;
+  if constexpr (Full) nk = nr = 4;
+  const float* qr[4];
+  for (int r = 0; r < 4; ++r) qr[r] = q + int64_t(Full || r < nr ? r : 0) * D;
+  vf acc[4][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) acc[r][i] = vf{};
+  for (int d = 0; d < Dvec; d += VL) {
+    vf kv[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) kv[i] = loadv(k[i] + d);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const vf qv = loadv(qr[r] + d);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) acc[r][i] += qv * kv[i];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    if (!Full && r >= nr) break;
+    const vf y = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      if (!Full && i >= nk) break;
+      float x = y[i * G];
+      for (int d = Dvec; d < D; ++d) x += qr[r][d] * k[i][d];
+      out[r * lds + i] = x;
+    }
+  }
+}
+
+// Decode's Q·Kᵀ straight from a [keys, heads, D] cache (element type t; key
+// j of head h at K + j·ldk + h·ldh elements): s[(h·R + r)·lds + j] =
+// Σ_d q[(h·R + r)·D + d]·k(j, h)[d], for H heads of R rows, j < n. Four keys
+// at a time, heads inner, so memory streams as four sequential runs; each K
+// vector is loaded once for a 4-row × 4-key register tile, whose sums are
+// reduced together.
+void decode_qk(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n,
+               float* s, int64_t lds, float* tmp) {
+  const int Dvec = D - D % VL, es = t == DType::F32 ? 4 : 2;
+  for (int j0 = 0; j0 < n; j0 += 4) {
+    const int nk = n - j0 < 4 ? n - j0 : 4;
+    for (int h = 0; h < H; ++h) {
+      prefetch_ahead(K, es, ldk, ldh, H, D, n, j0, h);
+      const float* k[4];
+      cache_rows(static_cast<const char*>(K) + (j0 * ldk + h * ldh) * es, t, ldk, nk, D, tmp, k);
+      for (int r0 = 0; r0 < R; r0 += 4) {
+        const int nr = R - r0 < 4 ? R - r0 : 4;
+        float* out = s + (int64_t(h) * R + r0) * lds + j0;
+        const float* qh = q + (int64_t(h) * R + r0) * D;
+        if (nk == 4 && nr == 4) qk_block<true>(qh, D, Dvec, k, 4, 4, out, lds);
+        else qk_block<false>(qh, D, Dvec, k, nk, nr, out, lds);
+      }
+    }
+  }
+}
+
+// Decode's P·V straight from the cache, in the same order:
+// acc[(h·R + r)·Dv + c] += Σ_j p[(h·R + r)·ldp + j]·v(j, h)[c]. A 4-row ×
+// NV-vector accumulator tile takes four keys' rows per load/store of acc.
+template <int NV, bool Full>
+__attribute__((always_inline)) inline void pv_columns(const float* p, int64_t ldp, const float* const v[4], int nk,
+                                                      int nr, float* acc, int64_t Dv, int c0) {
+  if constexpr (Full) nk = nr = 4;
+  vf a[4][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) a[r][c] = (Full || r < nr) ? loadv(acc + r * Dv + c0 + c * VL) : vf{};
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    if (!Full && i >= nk) break;
+    vf vv[NV];
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) vv[c] = loadv(v[i] + c0 + c * VL);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const float w = (Full || r < nr) ? p[r * ldp + i] : 0.0f;
+#pragma GCC unroll 4
+      for (int c = 0; c < NV; ++c) a[r][c] += w * vv[c];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    if (!Full && r >= nr) break;
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) storev(acc + r * Dv + c0 + c * VL, a[r][c]);
+  }
+}
+
+template <bool Full>
+inline void pv_row_block(const float* pr, int64_t ldp, const float* const v[4], int nk, int nr, float* a, int Dv) {
+  int c = 0;
+  for (; c + 4 * VL <= Dv; c += 4 * VL) pv_columns<4, Full>(pr, ldp, v, nk, nr, a, Dv, c);
+  for (; c + VL <= Dv; c += VL) pv_columns<1, Full>(pr, ldp, v, nk, nr, a, Dv, c);
+  for (; c < Dv; ++c)
+    for (int r = 0; r < nr; ++r)
+      for (int i = 0; i < nk; ++i) a[r * Dv + c] += pr[r * ldp + i] * v[i][c];
+}
+
+void decode_pv(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv, int64_t ldh,
+               int n, float* acc, float* tmp) {
+  const int es = t == DType::F32 ? 4 : 2;
+  for (int j0 = 0; j0 < n; j0 += 4) {
+    const int nk = n - j0 < 4 ? n - j0 : 4;
+    for (int h = 0; h < H; ++h) {
+      prefetch_ahead(V, es, ldv, ldh, H, Dv, n, j0, h);
+      const float* v[4];
+      cache_rows(static_cast<const char*>(V) + (j0 * ldv + h * ldh) * es, t, ldv, nk, Dv, tmp, v);
+      for (int r0 = 0; r0 < R; r0 += 4) {
+        const int nr = R - r0 < 4 ? R - r0 : 4;
+        const int64_t row = int64_t(h) * R + r0;
+        const float* pr = p + row * ldp + j0;
+        float* a = acc + row * Dv;
+        if (nk == 4 && nr == 4) pv_row_block<true>(pr, ldp, v, 4, 4, a, Dv);
+        else pv_row_block<false>(pr, ldp, v, nk, nr, a, Dv);
+      }
+    }
+  }
+}
+
 // More independent chains than FMA latency × FMA pipes, so the loop is bound by
 // FMA throughput alone; the empty asm keeps the chains from being optimized out.
 double fma_probe(int64_t iters) {
@@ -311,7 +490,7 @@ float read_sum(const float* x, int64_t n) {
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, gemm_nt, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
+  static const CpuMicrokernels t{gemm, gemm_nt, decode_qk, decode_pv, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
   return t;
 }
 
