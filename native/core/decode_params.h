@@ -52,6 +52,11 @@ struct DecodeParams {
   KvCacheView cache;
   const int32_t* seq_ids = nullptr;        // [B]: batch row b reads cache sequence seq_ids[b]; null: b
   const int32_t* cache_seqlens = nullptr;  // [B]: valid keys of row b's sequence, new tokens included
+  // Backend::Cuda only: a HOST copy of cache_seqlens, which is a device pointer
+  // there like every pointer in these params. cuda_decode plans the partition on
+  // the host from it (cuda/decode_cuda.h); it must equal the device array. Unused
+  // by the CPU path, whose cache_seqlens is host memory already.
+  const int32_t* host_cache_seqlens = nullptr;
   // Fused append: kNew/vNew [B, Sq, Hkv, D] written at cache_seqlens[b] − Sq before attending; null: none.
   const void* k_new = nullptr;
   const void* v_new = nullptr;
