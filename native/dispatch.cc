@@ -4,6 +4,8 @@
 
 #ifdef FMHA_HAVE_CUDA
 #include "../cuda/attention_cuda.h"
+#include "../cuda/decode_cuda.h"
+#include "core/cuda_info.h"
 #include "core/device.h"
 #endif
 
@@ -25,6 +27,17 @@ Status run_attention_cuda(AttentionKind kind, const AttentionParams& p, const Ex
   return st;
 }
 
+Status run_decode_cuda(const DecodeParams& p, const ExecContext& ctx) {
+  void* stream = nullptr;
+  Status st = device_stream(ctx.device, &stream);
+  if (!st.ok()) return st;
+  DeviceArena arena(ctx.device);
+  const int sms = query_cuda().devices[size_t(ctx.device)].multiprocessors;
+  st = cuda_decode(p, sms, stream, CudaScratch{&DeviceArena::alloc_thunk, &arena});
+  if (!st.ok() && !arena.status().ok()) return arena.status();
+  return st;
+}
+
 }  // namespace
 #endif
 
@@ -40,7 +53,13 @@ Status run_attention(AttentionKind kind, Backend backend, const AttentionParams&
 }
 
 Status run_decode(Backend backend, const DecodeParams& p, const ExecContext& ctx) {
-  if (backend == Backend::Cuda) return {StatusCode::Backend, "CUDA decode kernels are not in this build"};
+  if (backend == Backend::Cuda) {
+#ifdef FMHA_HAVE_CUDA
+    return run_decode_cuda(p, ctx);
+#else
+    return {StatusCode::Backend, "built without CUDA"};  // the binding checks query_cuda() first
+#endif
+  }
   return decode_attention_cpu(p, ctx);
 }
 

@@ -21,8 +21,28 @@ namespace {
 
 ExecContext exec_context(const DecodeCall& call) { return call_context(call.abort_flag); }
 
+// { out, outShape, lse?, lseShape?, device? }: on DeviceTensors out and lse are handles and `device` is set.
 Napi::Object result_object(Napi::Env env, Napi::Value out, Napi::Value lse, const DecodeCall& call) {
-  return fmha::result_object(env, out, lse, call.out_shape, call.lse_shape);
+  Napi::Object r = fmha::result_object(env, out, lse, call.out_shape, call.lse_shape);
+  if (call.device.active) r.Set("device", call.device.device);
+  return r;
+}
+
+Napi::Value result_out(const DecodeCall& call) {
+  return call.device.active ? call.device.out_handle : Napi::Value(call.outputs.out);
+}
+
+Napi::Value result_lse(Napi::Env env, const DecodeCall& call) {
+  const Napi::Value lse = call.device.active ? call.device.lse_handle : Napi::Value(call.outputs.lse);
+  return lse.IsEmpty() ? env.Undefined() : lse;
+}
+
+// Runs a validated call on its backend. wait: a device call waits for its
+// stream (async calls); a sync call on DeviceTensors only enqueues, as
+// attention's does.
+Status run_call(const DecodeCall& call, const ExecContext& ctx, bool wait) {
+  if (call.device.active) return run_device_decode(call.params, call.device, ctx, wait);
+  return run_decode(call.backend, call.params, ctx);
 }
 
 // A failed call's fused append never happened as far as the cache knows: the
@@ -41,11 +61,10 @@ void settle_store(DecodeCall& call, const Status& st, bool was_async) {
 }
 
 Napi::Value run_sync(Napi::Env env, DecodeCall call) {
-  const Status st = run_decode(call.backend, call.params, exec_context(call));
+  const Status st = run_call(call, exec_context(call), false);
   settle_store(call, st, false);
   if (!st.ok()) throw status_error(env, st);
-  const Napi::Value lse = call.outputs.lse.IsEmpty() ? env.Undefined() : Napi::Value(call.outputs.lse);
-  return result_object(env, call.outputs.out, lse, call);
+  return result_object(env, result_out(call), result_lse(env, call), call);
 }
 
 class DecodeJob final : public AsyncJob {
@@ -53,8 +72,9 @@ class DecodeJob final : public AsyncJob {
   DecodeJob(Napi::Env env, DecodeCall call)
       : call_(std::move(call)), ctx_(exec_context(call_)), deferred_(Napi::Promise::Deferred::New(env)) {
     for (const Napi::Value& v : call_.inputs) keep_.push_back(Napi::Persistent(v));
-    out_ = Napi::Persistent(Napi::Value(call_.outputs.out));
-    if (!call_.outputs.lse.IsEmpty()) lse_ = Napi::Persistent(Napi::Value(call_.outputs.lse));
+    out_ = Napi::Persistent(result_out(call_));
+    const Napi::Value lse = result_lse(env, call_);
+    if (!lse.IsUndefined()) lse_ = Napi::Persistent(lse);
     call_.inputs.clear();
     if (call_.store) {
       ++call_.store->in_flight;
@@ -67,7 +87,7 @@ class DecodeJob final : public AsyncJob {
   Status run(const int32_t* closing_flag) override {
     ExecContext ctx = ctx_;
     ctx.closing_flag = closing_flag;
-    return run_decode(call_.backend, call_.params, ctx);
+    return run_call(call_, ctx, true);
   }
 
   void complete(Napi::Env env, const Status& st) override {

@@ -76,26 +76,36 @@ void check_cache_against_query(const CacheLayout& c, const AttentionParams& p, c
     fail(code::kShape, cache_name + " headsKV (" + str(c.Hkv) + ") must be ≥ 1 and divide q's heads (" + str(p.Hq) + ")");
 }
 
-Backend read_decode_backend(const Napi::Object& o) {
+// 'auto' computes where the tensors live. Decode on the GPU takes DeviceTensors
+// only: copying a KV cache in and out per step would cost more than the step.
+Backend read_decode_backend(const Napi::Object& o, const TensorArg& q) {
   Napi::Value v = o.Get("backend");
   const std::string b = v.IsUndefined() ? "auto" : v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (b == "auto" || b == "cpu") return Backend::Cpu;
-  if (b != "cuda") fail(code::kArgument, "opts.backend must be 'auto', 'cpu' or 'cuda', got " + describe(v));
-  const CudaInfo& cuda = query_cuda();
-  if (!cuda.available) fail(code::kBackend, "opts.backend 'cuda' is not available: " + cuda.reason);
-  fail(code::kBackend, "opts.backend 'cuda': CUDA decode kernels are not in this build yet");
+  if (b != "auto" && b != "cpu" && b != "cuda")
+    fail(code::kArgument, "opts.backend must be 'auto', 'cpu' or 'cuda', got " + describe(v));
+  if (b == "cpu" && q.on_device)
+    fail(code::kBackend, "opts.backend 'cpu' cannot compute on DeviceTensors (q is " + side_string(q) + ")");
+  if (b == "cuda" && !q.on_device) {
+    const CudaInfo& cuda = query_cuda();
+    if (!cuda.available) fail(code::kBackend, "opts.backend 'cuda' is not available: " + cuda.reason);
+    fail(code::kBackend, "opts.backend 'cuda': decode on the GPU takes DeviceTensors (toDevice the cache once; "
+                         "copying it per step would cost more than the step)");
+  }
+  return q.on_device ? Backend::Cuda : Backend::Cpu;
 }
 
 // opts.kNew / opts.vNew [B, Sq, Hkv, D|Dv] (both or neither): the fused append.
-void read_new_tokens(const Napi::Object& o, const CacheLayout& c, DecodeCall& call, std::vector<TensorArg>& reads) {
+void read_new_tokens(const Napi::Object& o, const CacheLayout& c, const TensorArg& q, DecodeCall& call,
+                     std::vector<TensorArg>& reads) {
   const bool has_k = !o.Get("kNew").IsUndefined(), has_v = !o.Get("vNew").IsUndefined();
   if (has_k != has_v) fail(code::kArgument, "opts.kNew and opts.vNew go together (got only " + std::string(has_k ? "kNew" : "vNew") + ")");
   if (!has_k) return;
   DecodeParams& dp = call.params;
   const AttentionParams& p = dp.attn;
   const std::vector<int64_t> k_shape = {p.B, p.Sq, c.Hkv, c.D}, v_shape = {p.B, p.Sq, c.Hkv, c.Dv};
-  const TensorArg k = read_tensor(o.Get("kNew"), "opts.kNew"), v = read_tensor(o.Get("vNew"), "opts.vNew");
+  const TensorArg k = read_any_tensor(o.Get("kNew"), "opts.kNew"), v = read_any_tensor(o.Get("vNew"), "opts.vNew");
   for (const TensorArg* t : {&k, &v}) {
+    expect_same_side(*t, q);
     if (t->dtype != p.dtype)
       fail(code::kDtype, t->name + ".dtype must match q.dtype (" + dtype_name(p.dtype) + "), got " + dtype_name(t->dtype));
     const std::vector<int64_t>& want = t == &k ? k_shape : v_shape;
@@ -107,8 +117,8 @@ void read_new_tokens(const Napi::Object& o, const CacheLayout& c, DecodeCall& ca
   dp.k_new = k.data;
   dp.v_new = v.data;
   for (int i = 0; i < 3; ++i) { dp.k_new_stride[i] = k.strides[size_t(i)]; dp.v_new_stride[i] = v.strides[size_t(i)]; }
-  call.inputs.push_back(k.array);
-  call.inputs.push_back(v.array);
+  call.inputs.push_back(k.keep());
+  call.inputs.push_back(v.keep());
   reads.push_back(k);
   reads.push_back(v);
   call.writes = true;
@@ -117,7 +127,7 @@ void read_new_tokens(const Napi::Object& o, const CacheLayout& c, DecodeCall& ca
 // Everything after the cache is known: options, new tokens, outputs. lengths
 // validation (which needs Sq and whether the call appends) runs in between.
 template <typename CheckLengths>
-void read_rest(Napi::Env env, const Napi::Object& o, int q_rank, const CacheLayout& c, DecodeCall& call,
+void read_rest(Napi::Env env, const Napi::Object& o, const TensorArg& q, const CacheLayout& c, DecodeCall& call,
                std::vector<TensorArg>& reads, CheckLengths&& check_lengths) {
   DecodeParams& dp = call.params;
   AttentionParams& p = dp.attn;
@@ -125,27 +135,46 @@ void read_rest(Napi::Env env, const Napi::Object& o, int q_rank, const CacheLayo
   p.Dv = c.Dv;
   read_score_options(o, p, call.inputs);
   dp.strategy = read_strategy(o);
-  read_new_tokens(o, c, call, reads);
-  call.backend = read_decode_backend(o);
+  read_new_tokens(o, c, q, call, reads);
+  call.backend = read_decode_backend(o, q);
   call.abort_flag = read_array_option<int32_t>(o, "abortFlag", napi_int32_array, 1, "one flag", call.inputs);
   check_lengths();
   p.Sk = call.cache_seqlens.empty() ? 0 : *std::max_element(call.cache_seqlens.begin(), call.cache_seqlens.end());
   dp.cache_seqlens = call.cache_seqlens.data();
 
-  const bool one = q_rank == 3;
+  const bool one = q.rank() == 3;
   call.out_shape = one ? std::vector<int64_t>{p.B, p.Hq, p.Dv} : std::vector<int64_t>{p.B, p.Sq, p.Hq, p.Dv};
   call.lse_shape = one ? std::vector<int64_t>{p.B, p.Hq} : std::vector<int64_t>{p.B, p.Hq, p.Sq};
-  call.outputs = read_outputs(env, o, p.dtype, call.out_shape,
-                              one ? "[batch, headsQ, headDimV]" : "[batch, seqQ, headsQ, headDimV]",
-                              p.B * p.Hq * p.Sq, reads);
-  p.out = call.outputs.out_data;
-  p.lse = call.outputs.lse_data;
+  const char* dims = one ? "[batch, headsQ, headDimV]" : "[batch, seqQ, headsQ, headDimV]";
+  const int64_t lse_numel = p.B * p.Hq * p.Sq;
+  if (q.on_device) {
+    DeviceCallPlan& plan = call.device;
+    plan.active = true;
+    plan.device = q.device;
+    for (const TensorArg& t : reads) plan.keep.push_back(t.storage);
+    Napi::Value outv = o.Get("out");
+    if (!outv.IsUndefined()) {
+      const TensorArg out = read_any_tensor(outv, "opts.out");
+      expect_same_side(out, q);
+      check_out(out, p.dtype, call.out_shape, dims, reads);
+      plan.keep.push_back(out.storage);
+      plan.out_handle = out.object.As<Napi::Object>().Get("handle");
+      p.out = out.data;
+    }
+    allocate_device_outputs(env, plan, p, outv.IsUndefined() ? lse_numel * p.Dv * dtype_size(p.dtype) : -1,
+                            read_bool(o, "returnLse", false) ? lse_numel * int64_t(sizeof(float)) : -1);
+    call.inputs.push_back(plan.out_handle);
+  } else {
+    call.outputs = read_outputs(env, o, p.dtype, call.out_shape, dims, lse_numel, reads);
+    p.out = call.outputs.out_data;
+    p.lse = call.outputs.lse_data;
+    call.inputs.push_back(call.outputs.out);
+  }
   p.o_stride[0] = p.Sq * p.Hq * p.Dv;
   p.o_stride[1] = p.Hq * p.Dv;
   p.o_stride[2] = p.Dv;
   p.lse_stride[0] = p.Hq * p.Sq;
   p.lse_stride[1] = p.Sq;
-  call.inputs.push_back(call.outputs.out);
 }
 
 const void* batch_entry(const TensorArg& t, int64_t b) {
@@ -203,10 +232,12 @@ DecodeCall parse_decode_attention(const Napi::CallbackInfo& info) {
   DecodeCall call;
   DecodeParams& dp = call.params;
   AttentionParams& p = dp.attn;
-  const TensorArg q = read_tensor(info[0], "q");
+  const TensorArg q = read_any_tensor(info[0], "q");
   read_query(q, p);
-  const TensorArg k = read_tensor(info[1], "kCache");
-  const TensorArg v = read_tensor(info[2], "vCache");
+  const TensorArg k = read_any_tensor(info[1], "kCache");
+  const TensorArg v = read_any_tensor(info[2], "vCache");
+  expect_same_side(k, q);
+  expect_same_side(v, q);
   expect_rank(k, 4, "[batch, capacity, headsKV, headDim] or paged [numPages, pageSize, headsKV, headDim]");
   expect_rank(v, 4, "[batch, capacity, headsKV, headDimV] or paged [numPages, pageSize, headsKV, headDimV]");
   expect_unit_last_stride(k);
@@ -252,8 +283,8 @@ DecodeCall parse_decode_attention(const Napi::CallbackInfo& info) {
   }
 
   std::vector<TensorArg> reads = {q, k, v};
-  call.inputs = {q.array, k.array, v.array};
-  read_rest(env, o, q.rank(), c, call, reads, [&] {
+  call.inputs = {q.keep(), k.keep(), v.keep()};
+  read_rest(env, o, q, c, call, reads, [&] {
     Napi::TypedArray a = expect_typed_array(info[3], napi_int32_array, "cacheSeqlens");
     if (int64_t(a.ElementLength()) != p.B)
       fail(code::kShape, "cacheSeqlens must have one length per batch entry (" + str(p.B) + " elements), got " +
@@ -303,7 +334,7 @@ DecodeCall parse_cache_decode(Napi::Env env, const Napi::Value& qv, const Napi::
 
   std::vector<TensorArg> reads = {q};
   call.inputs = {q.array};
-  read_rest(env, o, q.rank(), c, call, reads, [&] {
+  read_rest(env, o, q, c, call, reads, [&] {
     if (store->writers > 0 || (call.writes && store->in_flight > 0))
       fail(code::kArgument, "the cache is busy: a decode that " + std::string(store->writers > 0 ? "appends to it" : "reads it") +
                                 " is in flight (await it first)");

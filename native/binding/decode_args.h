@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <memory>
 #include <vector>
+#include "binding/device_attention.h"
 #include "binding/option_readers.h"
 #include "core/decode_params.h"
 #include "cpu/kv_cache_store.h"
@@ -24,6 +25,7 @@ struct DecodeCall {
   std::vector<int32_t> cache_seqlens, block_table, seq_ids;
   std::shared_ptr<KvCacheStore> store;  // decode() on a KVCache: kept alive until the call settles
   bool writes = false;                  // fused append (kNew, vNew)
+  DeviceCallPlan device;                // DeviceTensors: the call runs on the CUDA backend
 
   DecodeCall() = default;
   DecodeCall(DecodeCall&&) = default;

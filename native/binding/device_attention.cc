@@ -35,6 +35,19 @@ Status copy_in(DeviceArena& arena, const void*& ptr, int64_t elems, int64_t es) 
   return st;
 }
 
+// Points `ptr` (count host elements) at a new arena block and records the upload.
+template <typename T>
+Status stage(DeviceArena& arena, std::vector<DeviceUpload>& uploads, const T*& ptr, int64_t count) {
+  if (!ptr) return {};
+  const int64_t bytes = count * int64_t(sizeof(T));
+  void* d;
+  Status s = arena_block(arena, bytes, &d);
+  if (!s.ok()) return s;
+  uploads.push_back({d, ptr, size_t(bytes)});
+  ptr = static_cast<const T*>(d);
+  return {};
+}
+
 }  // namespace
 
 void allocate_device_outputs(Napi::Env env, DeviceCallPlan& plan, AttentionParams& p, int64_t out_bytes,
@@ -88,20 +101,10 @@ Status run_device_attention(AttentionKind kind, const AttentionParams& hp, const
 
   // The option arrays (validated copies on the host) go up through pinned staging.
   std::vector<DeviceUpload> uploads;
-  auto stage = [&](const auto*& ptr, int64_t count) -> Status {
-    if (!ptr) return {};
-    const int64_t bytes = count * int64_t(sizeof(*ptr));
-    void* d;
-    Status s = arena_block(arena, bytes, &d);
-    if (!s.ok()) return s;
-    uploads.push_back({d, ptr, size_t(bytes)});
-    ptr = static_cast<std::remove_reference_t<decltype(ptr)>>(d);
-    return {};
-  };
-  if (!(st = stage(p.alibi_slopes, p.Hq)).ok()) return st;
-  if (!(st = stage(p.seqlens_k, p.B)).ok()) return st;
-  if (!(st = stage(p.cu_seqlens_q, p.B + 1)).ok()) return st;
-  if (!(st = stage(p.cu_seqlens_k, p.B + 1)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.alibi_slopes, p.Hq)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.seqlens_k, p.B)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.cu_seqlens_q, p.B + 1)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.cu_seqlens_k, p.B + 1)).ok()) return st;
   if (!(st = device_upload_small(dev, uploads)).ok()) return st;
 
   // What the kernel does not write. Packed: lse rows past cuSeqlensQ[B] are
@@ -129,6 +132,24 @@ Status run_device_attention(AttentionKind kind, const AttentionParams& hp, const
     if (st.ok() && hp.lse) st = device_download(dev, hp.lse, p.lse, size_t(lse_numel * 4));
     return st;
   }
+  return wait ? device_synchronize(dev) : st;
+}
+
+Status run_device_decode(const DecodeParams& hp, const DeviceCallPlan& plan, ExecContext ctx, bool wait) {
+  if (ctx.aborted()) return {StatusCode::Aborted, "aborted"};
+  const int dev = plan.device;
+  ctx.device = dev;
+  DecodeParams p = hp;
+  p.host_cache_seqlens = hp.cache_seqlens;  // the partition is planned on the host
+  DeviceArena arena(dev);
+  std::vector<DeviceUpload> uploads;
+  Status st;
+  if (!(st = stage(arena, uploads, p.attn.alibi_slopes, p.attn.Hq)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.cache_seqlens, p.attn.B)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.cache.block_table, p.attn.B * p.cache.max_pages)).ok()) return st;
+  if (!(st = stage(arena, uploads, p.seq_ids, p.attn.B)).ok()) return st;
+  if (!(st = device_upload_small(dev, uploads)).ok()) return st;
+  if (!(st = run_decode(Backend::Cuda, p, ctx)).ok()) return st;
   return wait ? device_synchronize(dev) : st;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 #include "core/attention_params.h"
+#include "core/decode_params.h"
 #include "core/device.h"
 #include "dispatch.h"
 
@@ -42,5 +43,10 @@ void allocate_device_outputs(Napi::Env env, DeviceCallPlan& plan, AttentionParam
 // DeviceTensors whose readers are ordered after the work on the same stream).
 Status run_device_attention(AttentionKind kind, const AttentionParams& p, const DeviceCallPlan& plan, ExecContext ctx,
                             bool wait);
+
+// decodeAttention on DeviceTensors (q, caches, kNew/vNew, out): uploads the
+// validated host arrays (cacheSeqlens, blockTable, alibiSlopes) and runs the
+// CUDA decode through dispatch; `wait` as above.
+Status run_device_decode(const DecodeParams& p, const DeviceCallPlan& plan, ExecContext ctx, bool wait);
 
 }  // namespace fmha
