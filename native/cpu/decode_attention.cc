@@ -11,7 +11,7 @@
 // ([B, capacity, Hkv, D]), and reading one head's rows Hkv·D apart measured
 // 6 GB/s against 26 GB/s front to back on one core. So the decode
 // microkernels (decode_qk, decode_pv) walk each tile four keys at a time with
-// heads inner, straight from the cache (16-bit rows converted on the fly):
+// heads inner, straight from the cache (16-bit rows widened in registers):
 // memory streams as four sequential runs, nothing is copied, and each key row
 // serves its group's Hq/Hkv heads × Sq tokens, so K/V are read once.
 #include <algorithm>
@@ -73,14 +73,13 @@ std::vector<Unit> enumerate_units(const DecodeParams& dp) {
 
 // One thread's working set, carved from its persistent arena.
 struct ThreadWork {
-  float *q, *s, *acc, *m, *l, *alpha, *tmp;
+  float *q, *s, *acc, *m, *l, *alpha;
   KeyRange* ranges;                   // per new token
   std::vector<ScorePolicy> policies;  // per query head of the current sequence; capacity kept
 
   static int64_t floats(const AttentionParams& p, int tile) {
     const int64_t rows = p.Hq * p.Sq;
-    return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + p.Dv + 3) +
-           4 * std::max(p.D, p.Dv);
+    return p.Sq * int64_t(sizeof(KeyRange) / sizeof(float)) + rows * (p.D + tile + p.Dv + 3);
   }
   ThreadWork(const AttentionParams& p, int tile, float* base) {
     const int64_t rows = p.Hq * p.Sq;
@@ -91,8 +90,7 @@ struct ThreadWork {
     acc = base;   base += rows * p.Dv;
     m = base;     base += rows;
     l = base;     base += rows;
-    alpha = base; base += rows;
-    tmp = base;
+    alpha = base;
     policies.reserve(size_t(p.Hq));
   }
 };
@@ -137,7 +135,7 @@ class DecodeRunner {
       for (int j = 0; j < n;) {  // runs of keys within one page
         const int len = int(c.run(j0 + j, n - j));
         mk_.decode_qk(w.q, int(p_.Hkv), int(group_rows_), int(D), row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, 0)),
-                      c.dtype, c.k_stride[1], c.k_stride[2], len, w.s + j, T, w.tmp);
+                      c.dtype, c.k_stride[1], c.k_stride[2], len, w.s + j, T);
         j += len;
       }
       const bool needs_mask = j0 < u.all.lo || j0 + n > u.all.hi;
@@ -152,7 +150,7 @@ class DecodeRunner {
       for (int j = 0; j < n;) {
         const int len = int(c.run(j0 + j, n - j));
         mk_.decode_pv(w.s + j, T, int(p_.Hkv), int(group_rows_), int(Dv), row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, 0)),
-                      c.dtype, c.v_stride[1], c.v_stride[2], len, out.acc, w.tmp);
+                      c.dtype, c.v_stride[1], c.v_stride[2], len, out.acc);
         j += len;
       }
     }

@@ -18,15 +18,15 @@ struct CpuMicrokernels {
   // row-major along K; C overwritten): few query rows against keys read in place.
   void (*gemm_nt)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                   int M, int N, int K);
-  // Decode, straight from a [keys, heads, D] cache (element type t; key j of
-  // head h at K + j·ldk + h·ldh elements), four keys at a time with heads inner
-  // so memory streams front to back; tmp holds 4 converted rows (16-bit caches).
+  // Decode, straight from a [keys, heads, D] cache (element type t, widened in
+  // registers; key j of head h at K + j·ldk + h·ldh elements), four keys at a
+  // time with heads inner so memory streams front to back.
   // s[(h·R + r)·lds + j] = q[h·R + r] · k(j, h), for H heads of R query rows each, j < n.
   void (*decode_qk)(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n,
-                    float* s, int64_t lds, float* tmp);
+                    float* s, int64_t lds);
   // acc[(h·R + r)·Dv + c] += Σ_j p[(h·R + r)·ldp + j] · v(j, h)[c].
   void (*decode_pv)(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv,
-                    int64_t ldh, int n, float* acc, float* tmp);
+                    int64_t ldh, int n, float* acc);
   // Largest of x[0..n); -inf for n == 0.
   float (*row_max)(const float* x, int n);
   // x[j] = exp(x[j] - m) in place (exactly 0 where x[j] - m < -87); returns the sum.

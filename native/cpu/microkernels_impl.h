@@ -303,18 +303,28 @@ void store_row(const float* src, float a, int n, DType t, void* dst) {
   for (; j < n; ++j) h[j] = f32_to_f16(src[j] * a);
 }
 
-// Up to four cache rows of one head as float32: in place, or converted into tmp
-// (4 rows of n floats). Missing rows (i ≥ count) repeat row 0, so register
-// tiles stay full; their results are dropped.
-inline void cache_rows(const void* base, DType t, int64_t ld, int count, int n, float* tmp, const float* rows[4]) {
-  const int es = t == DType::F32 ? 4 : 2;
-  for (int i = 0; i < 4; ++i) {
-    const void* src = static_cast<const char*>(base) + int64_t(i < count ? i : 0) * ld * es;
-    if (t == DType::F32) {
-      rows[i] = static_cast<const float*>(src);
+// VL elements of a cache row from element d on, as float32: 16-bit types are
+// widened in registers, so decode never writes a converted copy.
+template <DType T>
+inline vf load_f32(const void* row, int64_t d) {
+  if constexpr (T == DType::F32) {
+    return loadv(static_cast<const float*>(row) + d);
+  } else {
+    typedef uint16_t vh __attribute__((vector_size(FMHA_VEC_BYTES / 2)));
+    vh h;
+    __builtin_memcpy(&h, static_cast<const uint16_t*>(row) + d, sizeof h);
+    if constexpr (T == DType::BF16) {
+      return (vf)(__builtin_convertvector(h, vi) << 16);
     } else {
-      if (i < count) load_row(src, t, n, tmp + int64_t(i) * n);
-      rows[i] = tmp + int64_t(i < count ? i : 0) * n;
+#if FMHA_VEC_BYTES == 64
+      return (vf)_mm512_maskz_cvtph_ps(0xFFFF, (__m256i)h);  // maskz: GCC 12 warns on the plain form
+#elif FMHA_VEC_BYTES == 32 && defined(__F16C__)
+      return (vf)_mm256_cvtph_ps((__m128i)h);
+#else
+      vf r;
+      for (int l = 0; l < VL; ++l) r[l] = f16_to_f32(h[l]);
+      return r;
+#endif
     }
   }
 }
@@ -334,9 +344,16 @@ inline void prefetch_ahead(const void* base, int es, int64_t ldk, int64_t ldh, i
   }
 }
 
+// Four cache rows from `base` (key j0's row of one head), ld elements apart;
+// rows past `count` repeat row 0 so register tiles stay full (their results are dropped).
+inline void quad_rows(const void* base, DType t, int64_t ld, int count, const void* rows[4]) {
+  const int es = t == DType::F32 ? 4 : 2;
+  for (int i = 0; i < 4; ++i) rows[i] = static_cast<const char*>(base) + int64_t(i < count ? i : 0) * ld * es;
+}
+
 // One 4-row × 4-key block of decode_qk: out[r·lds + i] = q_r · k_i.
-template <bool Full>
-__attribute__((always_inline)) inline void qk_block(const float* q, int D, int Dvec, const float* const k[4], int nk,
+template <DType T, bool Full>
+__attribute__((always_inline)) inline void qk_block(const float* q, int D, int Dvec, const void* const k[4], int nk,
                                                     int nr, float* out, int64_t lds) {
   constexpr int G = VL / 4;
   if constexpr (Full) nk = nr = 4;
@@ -350,7 +367,7 @@ __attribute__((always_inline)) inline void qk_block(const float* q, int D, int D
   for (int d = 0; d < Dvec; d += VL) {
     vf kv[4];
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) kv[i] = loadv(k[i] + d);
+    for (int i = 0; i < 4; ++i) kv[i] = load_f32<T>(k[i], d);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; ++r) {
       const vf qv = loadv(qr[r] + d);
@@ -366,43 +383,43 @@ __attribute__((always_inline)) inline void qk_block(const float* q, int D, int D
     for (int i = 0; i < 4; ++i) {
       if (!Full && i >= nk) break;
       float x = y[i * G];
-      for (int d = Dvec; d < D; ++d) x += qr[r][d] * k[i][d];
+      for (int d = Dvec; d < D; ++d) x += qr[r][d] * load_as_f32(k[i], T, d);
       out[r * lds + i] = x;
     }
   }
 }
 
-// Decode's Q·Kᵀ straight from a [keys, heads, D] cache (element type t; key
+// Decode's Q·Kᵀ straight from a [keys, heads, D] cache (element type T; key
 // j of head h at K + j·ldk + h·ldh elements): s[(h·R + r)·lds + j] =
 // Σ_d q[(h·R + r)·D + d]·k(j, h)[d], for H heads of R rows, j < n. Four keys
 // at a time, heads inner, so memory streams as four sequential runs; each K
-// vector is loaded once for a 4-row × 4-key register tile, whose sums are
-// reduced together.
-void decode_qk(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n,
-               float* s, int64_t lds, float* tmp) {
-  const int Dvec = D - D % VL, es = t == DType::F32 ? 4 : 2;
+// vector is loaded (and widened) once for a 4-row × 4-key register tile, whose
+// sums are reduced together.
+template <DType T>
+void decode_qk_t(const float* q, int H, int R, int D, const void* K, int64_t ldk, int64_t ldh, int n, float* s,
+                 int64_t lds) {
+  const int Dvec = D - D % VL, es = T == DType::F32 ? 4 : 2;
   for (int j0 = 0; j0 < n; j0 += 4) {
     const int nk = n - j0 < 4 ? n - j0 : 4;
     for (int h = 0; h < H; ++h) {
       prefetch_ahead(K, es, ldk, ldh, H, D, n, j0, h);
-      const float* k[4];
-      cache_rows(static_cast<const char*>(K) + (j0 * ldk + h * ldh) * es, t, ldk, nk, D, tmp, k);
+      const void* k[4];
+      quad_rows(static_cast<const char*>(K) + (j0 * ldk + h * ldh) * es, T, ldk, nk, k);
       for (int r0 = 0; r0 < R; r0 += 4) {
         const int nr = R - r0 < 4 ? R - r0 : 4;
         float* out = s + (int64_t(h) * R + r0) * lds + j0;
         const float* qh = q + (int64_t(h) * R + r0) * D;
-        if (nk == 4 && nr == 4) qk_block<true>(qh, D, Dvec, k, 4, 4, out, lds);
-        else qk_block<false>(qh, D, Dvec, k, nk, nr, out, lds);
+        if (nk == 4 && nr == 4) qk_block<T, true>(qh, D, Dvec, k, 4, 4, out, lds);
+        else qk_block<T, false>(qh, D, Dvec, k, nk, nr, out, lds);
       }
     }
   }
 }
 
-// Decode's P·V straight from the cache, in the same order:
-// acc[(h·R + r)·Dv + c] += Σ_j p[(h·R + r)·ldp + j]·v(j, h)[c]. A 4-row ×
-// NV-vector accumulator tile takes four keys' rows per load/store of acc.
-template <int NV, bool Full>
-__attribute__((always_inline)) inline void pv_columns(const float* p, int64_t ldp, const float* const v[4], int nk,
+// A 4-row × NV-vector accumulator tile of decode_pv over four keys' rows:
+// acc[r·Dv + c0 + c] += Σ_i p[r·ldp + i]·v_i[c0 + c].
+template <DType T, int NV, bool Full>
+__attribute__((always_inline)) inline void pv_columns(const float* p, int64_t ldp, const void* const v[4], int nk,
                                                       int nr, float* acc, int64_t Dv, int c0) {
   if constexpr (Full) nk = nr = 4;
   vf a[4][NV];
@@ -415,7 +432,7 @@ __attribute__((always_inline)) inline void pv_columns(const float* p, int64_t ld
     if (!Full && i >= nk) break;
     vf vv[NV];
 #pragma GCC unroll 4
-    for (int c = 0; c < NV; ++c) vv[c] = loadv(v[i] + c0 + c * VL);
+    for (int c = 0; c < NV; ++c) vv[c] = load_f32<T>(v[i], c0 + c * VL);
 #pragma GCC unroll 4
     for (int r = 0; r < 4; ++r) {
       const float w = (Full || r < nr) ? p[r * ldp + i] : 0.0f;
@@ -431,35 +448,50 @@ __attribute__((always_inline)) inline void pv_columns(const float* p, int64_t ld
   }
 }
 
-template <bool Full>
-inline void pv_row_block(const float* pr, int64_t ldp, const float* const v[4], int nk, int nr, float* a, int Dv) {
+template <DType T, bool Full>
+inline void pv_row_block(const float* pr, int64_t ldp, const void* const v[4], int nk, int nr, float* a, int Dv) {
   int c = 0;
-  for (; c + 4 * VL <= Dv; c += 4 * VL) pv_columns<4, Full>(pr, ldp, v, nk, nr, a, Dv, c);
-  for (; c + VL <= Dv; c += VL) pv_columns<1, Full>(pr, ldp, v, nk, nr, a, Dv, c);
+  for (; c + 4 * VL <= Dv; c += 4 * VL) pv_columns<T, 4, Full>(pr, ldp, v, nk, nr, a, Dv, c);
+  for (; c + VL <= Dv; c += VL) pv_columns<T, 1, Full>(pr, ldp, v, nk, nr, a, Dv, c);
   for (; c < Dv; ++c)
     for (int r = 0; r < nr; ++r)
-      for (int i = 0; i < nk; ++i) a[r * Dv + c] += pr[r * ldp + i] * v[i][c];
+      for (int i = 0; i < nk; ++i) a[r * Dv + c] += pr[r * ldp + i] * load_as_f32(v[i], T, c);
 }
 
-void decode_pv(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv, int64_t ldh,
-               int n, float* acc, float* tmp) {
-  const int es = t == DType::F32 ? 4 : 2;
+// Decode's P·V straight from the cache, in decode_qk's order:
+// acc[(h·R + r)·Dv + c] += Σ_j p[(h·R + r)·ldp + j]·v(j, h)[c].
+template <DType T>
+void decode_pv_t(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, int64_t ldv, int64_t ldh, int n,
+                 float* acc) {
+  const int es = T == DType::F32 ? 4 : 2;
   for (int j0 = 0; j0 < n; j0 += 4) {
     const int nk = n - j0 < 4 ? n - j0 : 4;
     for (int h = 0; h < H; ++h) {
       prefetch_ahead(V, es, ldv, ldh, H, Dv, n, j0, h);
-      const float* v[4];
-      cache_rows(static_cast<const char*>(V) + (j0 * ldv + h * ldh) * es, t, ldv, nk, Dv, tmp, v);
+      const void* v[4];
+      quad_rows(static_cast<const char*>(V) + (j0 * ldv + h * ldh) * es, T, ldv, nk, v);
       for (int r0 = 0; r0 < R; r0 += 4) {
         const int nr = R - r0 < 4 ? R - r0 : 4;
         const int64_t row = int64_t(h) * R + r0;
-        const float* pr = p + row * ldp + j0;
-        float* a = acc + row * Dv;
-        if (nk == 4 && nr == 4) pv_row_block<true>(pr, ldp, v, 4, 4, a, Dv);
-        else pv_row_block<false>(pr, ldp, v, nk, nr, a, Dv);
+        if (nk == 4 && nr == 4) pv_row_block<T, true>(p + row * ldp + j0, ldp, v, 4, 4, acc + row * Dv, Dv);
+        else pv_row_block<T, false>(p + row * ldp + j0, ldp, v, nk, nr, acc + row * Dv, Dv);
       }
     }
   }
+}
+
+void decode_qk(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n, float* s,
+               int64_t lds) {
+  if (t == DType::F32) decode_qk_t<DType::F32>(q, H, R, D, K, ldk, ldh, n, s, lds);
+  else if (t == DType::BF16) decode_qk_t<DType::BF16>(q, H, R, D, K, ldk, ldh, n, s, lds);
+  else decode_qk_t<DType::F16>(q, H, R, D, K, ldk, ldh, n, s, lds);
+}
+
+void decode_pv(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv, int64_t ldh,
+               int n, float* acc) {
+  if (t == DType::F32) decode_pv_t<DType::F32>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc);
+  else if (t == DType::BF16) decode_pv_t<DType::BF16>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc);
+  else decode_pv_t<DType::F16>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc);
 }
 
 // More independent chains than FMA latency × FMA pipes, so the loop is bound by
