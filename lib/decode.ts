@@ -2,7 +2,8 @@
 // (DESIGN §3, §5), on raw cache tensors (FlashAttention's
 // flash_attn_with_kvcache) or on a KVCache. Work is cut by LeanAttention's
 // stream-K partition by default; every check is the binding's.
-import { callAsync, callSync, type AttentionOptions, type AttentionWithLse } from './attention.js';
+import { callAsync, callSync, type AnyTensor, type AttentionOptions, type AttentionWithLse } from './attention.js';
+import type { DeviceTensor } from './device.js';
 import { KVCache } from './kv_cache.js';
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
@@ -16,7 +17,7 @@ export type DecodeStrategy = 'auto' | 'lean' | 'split' | 'single';
  * each sequence's cache length, so `causal` with several new tokens aligns them
  * with the cache's last keys (bottom-right).
  */
-export interface DecodeOptions extends Omit<AttentionOptions, 'seqlensK' | 'bias' | 'returnLse'> {
+export interface DecodeOptions<T extends AnyTensor = Tensor> extends Omit<AttentionOptions<T>, 'seqlensK' | 'bias' | 'returnLse'> {
   /** Also return lse, float32 `[B, Hq]` for a rank-3 q, `[B, Hq, Sq]` for rank 4. */
   returnLse?: boolean;
   /**
@@ -27,13 +28,13 @@ export interface DecodeOptions extends Omit<AttentionOptions, 'seqlensK' | 'bias
    */
   strategy?: DecodeStrategy;
   /** New keys `[B, Sq, Hkv, D]` written into the cache before attending (fused append); with vNew. */
-  kNew?: Tensor;
+  kNew?: T;
   /** New values `[B, Sq, Hkv, Dv]`; with kNew. */
-  vNew?: Tensor;
+  vNew?: T;
 }
 
 /** Options of {@link decodeAttention}: plus the paged layout. */
-export interface DecodeAttentionOptions extends DecodeOptions {
+export interface DecodeAttentionOptions<T extends AnyTensor = Tensor> extends DecodeOptions<T> {
   /**
    * A paged cache's block table, Int32Array `[B, maxPages]` row-major: key j of
    * sequence b is row j % pageSize of page blockTable[b·maxPages + ⌊j / pageSize⌋]
@@ -41,7 +42,7 @@ export interface DecodeAttentionOptions extends DecodeOptions {
    */
   blockTable?: Int32Array;
   /** New keys, written at rows cacheSeqlens[b] − Sq .. cacheSeqlens[b] − 1 of sequence b. */
-  kNew?: Tensor;
+  kNew?: T;
 }
 
 /** Options of {@link decode} on a KVCache. */
@@ -61,19 +62,31 @@ export interface CacheDecodeOptions extends DecodeOptions {
  * @param cacheSeqlens Int32Array(B): sequence b's valid keys, new tokens included; keys past it are never read
  * @returns `[B, Hq, Dv]` or `[B, Sq, Hq, Dv]` in q's dtype; with `returnLse: true`, `{ out, lse }`.
  *   Rejects (never throws) with `FmhaError`, `AbortError` when aborted.
+ *
+ * On DeviceTensors (q, caches, kNew/vNew and out all on one device; cacheSeqlens and
+ * blockTable stay host arrays) it runs the CUDA decode and returns DeviceTensors.
+ * `backend: 'cuda'` on host tensors is refused (ERR_FMHA_BACKEND): a KV cache is not
+ * copied to the GPU per step; `toDevice` it once.
  */
+export function decodeAttention(q: DeviceTensor, kCache: DeviceTensor, vCache: DeviceTensor, cacheSeqlens: Int32Array, opts: DecodeAttentionOptions<DeviceTensor> & { returnLse: true }): Promise<AttentionWithLse<DeviceTensor>>;
+export function decodeAttention(q: DeviceTensor, kCache: DeviceTensor, vCache: DeviceTensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions<DeviceTensor> & { returnLse?: false }): Promise<DeviceTensor>;
 export function decodeAttention(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts: DecodeAttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
 export function decodeAttention(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions & { returnLse?: false }): Promise<Tensor>;
-export function decodeAttention(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions): Promise<Tensor | AttentionWithLse>;
-export function decodeAttention(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions): Promise<Tensor | AttentionWithLse> {
+export function decodeAttention<T extends AnyTensor>(q: T, kCache: T, vCache: T, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions<T>): Promise<T | AttentionWithLse<T>>;
+export function decodeAttention<T extends AnyTensor>(q: T, kCache: T, vCache: T, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions<T>): Promise<T | AttentionWithLse<T>> {
   return callAsync(q, opts, (o) => native.decodeAttentionAsync(q, kCache, vCache, cacheSeqlens, o));
 }
 
-/** {@link decodeAttention} on the calling thread; throws instead of rejecting. */
+/**
+ * {@link decodeAttention} on the calling thread; throws instead of rejecting. On
+ * DeviceTensors it only enqueues the work on the device's stream and returns at once.
+ */
+export function decodeAttentionSync(q: DeviceTensor, kCache: DeviceTensor, vCache: DeviceTensor, cacheSeqlens: Int32Array, opts: DecodeAttentionOptions<DeviceTensor> & { returnLse: true }): AttentionWithLse<DeviceTensor>;
+export function decodeAttentionSync(q: DeviceTensor, kCache: DeviceTensor, vCache: DeviceTensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions<DeviceTensor> & { returnLse?: false }): DeviceTensor;
 export function decodeAttentionSync(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts: DecodeAttentionOptions & { returnLse: true }): AttentionWithLse;
 export function decodeAttentionSync(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions & { returnLse?: false }): Tensor;
-export function decodeAttentionSync(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions): Tensor | AttentionWithLse;
-export function decodeAttentionSync(q: Tensor, kCache: Tensor, vCache: Tensor, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions): Tensor | AttentionWithLse {
+export function decodeAttentionSync<T extends AnyTensor>(q: T, kCache: T, vCache: T, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions<T>): T | AttentionWithLse<T>;
+export function decodeAttentionSync<T extends AnyTensor>(q: T, kCache: T, vCache: T, cacheSeqlens: Int32Array, opts?: DecodeAttentionOptions<T>): T | AttentionWithLse<T> {
   return callSync(q, opts, (o) => native.decodeAttentionSync(q, kCache, vCache, cacheSeqlens, o));
 }
 
