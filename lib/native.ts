@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FmhaError } from './errors.js';
+import type { KVCacheOptions } from './kv_cache.js';
 
 export type DType = 'float32' | 'float16' | 'bfloat16';
 export type TensorData = Float32Array | Uint16Array;
@@ -128,8 +129,8 @@ export interface MemoryBandwidth {
 export interface NativeDecodeOptions extends Omit<NativeAttentionOptions, 'seqlensK' | 'bias' | 'cuSeqlensQ' | 'cuSeqlensK' | 'maxSeqlenQ' | 'maxSeqlenK'> {
   strategy?: string;
   blockTable?: Int32Array;
-  kNew?: NativeTensor;
-  vNew?: NativeTensor;
+  kNew?: NativeAnyTensor;
+  vNew?: NativeAnyTensor;
   seqIds?: Int32Array | readonly number[];
 }
 
@@ -144,17 +145,8 @@ export interface NativeKvCache {
   decodeAsync(q: NativeTensor, opts: NativeDecodeOptions): Promise<NativeAttentionResult>;
 }
 
-export interface NativeKvCacheConfig {
-  batch: number;
-  capacity: number;
-  kvHeads: number;
-  headDim: number;
-  headDimV?: number;
-  dtype?: DType;
-  device?: number;
-  pageSize?: number;
-  numPages?: number;
-}
+/** The native KV cache's constructor options: KVCache's, validated by the addon. */
+export type NativeKvCacheConfig = KVCacheOptions;
 
 /** A decode partition, for the partition's own tests: pieces [unit, firstTile, endTile], task boundaries. */
 export interface NativeDecodePlan {
@@ -178,9 +170,9 @@ export interface Binding {
   toFloat32(t: NativeTensor): Float32Array;
   /** float32 → dtype bits, rounding to nearest even. */
   fromFloat32(data: Float32Array, dtype: DType): TensorData;
-  decodeAttentionSync(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheSeqlens: unknown,
+  decodeAttentionSync(q: NativeAnyTensor, kCache: NativeAnyTensor, vCache: NativeAnyTensor, cacheSeqlens: unknown,
                       opts: NativeDecodeOptions): NativeAttentionResult;
-  decodeAttentionAsync(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, cacheSeqlens: unknown,
+  decodeAttentionAsync(q: NativeAnyTensor, kCache: NativeAnyTensor, vCache: NativeAnyTensor, cacheSeqlens: unknown,
                        opts: NativeDecodeOptions): Promise<NativeAttentionResult>;
   KvCache: new (config: NativeKvCacheConfig) => NativeKvCache;
   /** The decode partition alone (core/decode_partition): tile counts per unit → pieces and tasks. */

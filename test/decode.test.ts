@@ -22,7 +22,7 @@ import {
   referenceAttention, readValues, relFrobenius, compareLse, bitwiseEqual, rng, product,
   OUT_TOL, LSE_TOL, type RefOptions, type TensorLike,
 } from './reference.js';
-import { randomTensor, nanTensor, nanData, alibi, assertFmhaError, catchAsync, catchSync, describe, type Mode } from './helpers.js';
+import { randomTensor, nanTensor, nanData, alibi, assertFmhaError, catchAsync, catchSync, describe, checkNoKeyRows, checkLse, type Mode } from './helpers.js';
 import { native } from '../lib/native.js';
 
 type Opts = Omit<DecodeAttentionOptions, 'returnLse' | 'out' | 'blockTable' | 'kNew' | 'vNew' | 'signal'>;
@@ -109,20 +109,8 @@ function checkDecode(label: string, res: { out: Tensor; lse?: Tensor }, ref: Dec
   }
   const err = relFrobenius(got, ref.out);
   assert.ok(err < OUT_TOL[dtype], `${label}: relative Frobenius error ${err.toExponential(3)} ≥ ${OUT_TOL[dtype]}`);
-  for (let b = 0; b < B; b++) for (let h = 0; h < Hq; h++) for (let i = 0; i < Sq; i++) {
-    if (!ref.noKey[(b * Hq + h) * Sq + i]) continue;
-    const base = ((b * Sq + i) * Hq + h) * Dv;
-    for (let d = 0; d < Dv; d++) {
-      if (got[base + d] !== 0) assert.unreachable(`${label}: row (b=${b}, h=${h}, i=${i}) sees no key, out[..${d}] = ${got[base + d]}, expected exactly 0`);
-    }
-  }
-  if (res.lse !== undefined) {
-    assert.instance(res.lse, Tensor, `${label}: lse is a Tensor`);
-    assert.is(res.lse.dtype, 'float32', `${label}: lse.dtype`);
-    assert.equal([...res.lse.shape], ref.lseShape, `${label}: lse.shape`);
-    const c = compareLse(readValues(res.lse), ref.lse, LSE_TOL[dtype]);
-    assert.ok(c.ok, `${label}: ${c.message}`);
-  }
+  checkNoKeyRows(label, got, ref.noKey, [B, Sq, Hq, Dv]);
+  if (res.lse !== undefined) checkLse(label, res.lse, ref.lse, ref.lseShape, dtype);
 }
 
 // ---------------------------------------------------------------------------

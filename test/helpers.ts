@@ -98,26 +98,32 @@ export function checkResult(label: string, res: { out: Tensor; lse?: Tensor }, q
   assert.ok(err < OUT_TOL[dtype], `${label}: relative Frobenius error ${fmt(err)} ≥ ${OUT_TOL[dtype]} (${dtype});${worstElement(got, ref.out)}`);
 
   // Rows that see no key: output exactly 0.
-  if (ref.noKeyRows > 0) {
-    const [B, Sq, Hq, Dv] = ref.outShape as [number, number, number, number];
-    for (let b = 0; b < B; b++) for (let h = 0; h < Hq; h++) for (let i = 0; i < Sq; i++) {
-      if (!ref.noKey[(b * Hq + h) * Sq + i]) continue;
-      const base = ((b * Sq + i) * Hq + h) * Dv;
-      for (let d = 0; d < Dv; d++) {
-        if (got[base + d] !== 0) assert.unreachable(`${label}: row (b=${b}, h=${h}, i=${i}) sees no key, out[..${d}] = ${got[base + d]}, expected exactly 0`);
-      }
-    }
-  }
-
-  if (res.lse !== undefined) {
-    assert.instance(res.lse, Tensor, `${label}: lse is a Tensor`);
-    assert.is(res.lse.dtype, 'float32', `${label}: lse.dtype`);
-    assert.equal([...res.lse.shape], ref.lseShape, `${label}: lse.shape`);
-    const c = compareLse(readValues(res.lse), ref.lse, LSE_TOL[dtype]);
-    assert.ok(c.ok, `${label}: ${c.message}`);
-  }
+  if (ref.noKeyRows > 0) checkNoKeyRows(label, got, ref.noKey, ref.outShape as [number, number, number, number]);
+  if (res.lse !== undefined) checkLse(label, res.lse, ref.lse, ref.lseShape, dtype);
   return ref;
 }
+
+/** Rows of out [B, Sq, Hq, Dv] that see no key (noKey[(b·Hq + h)·Sq + i]) must be exactly 0. */
+export function checkNoKeyRows(label: string, got: ArrayLike<number>, noKey: ArrayLike<number | boolean>,
+  [B, Sq, Hq, Dv]: readonly [number, number, number, number]): void {
+  for (let b = 0; b < B; b++) for (let h = 0; h < Hq; h++) for (let i = 0; i < Sq; i++) {
+    if (!noKey[(b * Hq + h) * Sq + i]) continue;
+    const base = ((b * Sq + i) * Hq + h) * Dv;
+    for (let d = 0; d < Dv; d++) {
+      if (got[base + d] !== 0) assert.unreachable(`${label}: row (b=${b}, h=${h}, i=${i}) sees no key, out[..${d}] = ${got[base + d]}, expected exactly 0`);
+    }
+  }
+}
+
+/** lse is a float32 Tensor of `shape` within DESIGN's bound of `expected` (−Infinity entries exact). */
+export function checkLse(label: string, lse: Tensor, expected: ArrayLike<number>, shape: readonly number[], dtype: DType): void {
+  assert.instance(lse, Tensor, `${label}: lse is a Tensor`);
+  assert.is(lse.dtype, 'float32', `${label}: lse.dtype`);
+  assert.equal([...lse.shape], [...shape], `${label}: lse.shape`);
+  const c = compareLse(readValues(lse), expected, LSE_TOL[dtype]);
+  assert.ok(c.ok, `${label}: ${c.message}`);
+}
+
 
 /** Runs a kernel and checks it; returns the result. */
 export async function runAndCheck(label: string, kind: Kind, mode: Mode, q: Tensor, k: Tensor, v: Tensor,
