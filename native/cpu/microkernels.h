@@ -14,10 +14,6 @@ struct CpuMicrokernels {
   // (row_scale null: no scaling); all row-major with leading dimensions lda, ldb, ldc.
   void (*gemm)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                int M, int N, int K, bool accumulate, const float* row_scale);
-  // C[r·ldc + j] = Σ_d A[r·lda + d]·B[j·ldb + d], r < M, j < N, d < K (A·Bᵀ, both
-  // row-major along K; C overwritten): few query rows against keys read in place.
-  void (*gemm_nt)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                  int M, int N, int K);
   // Decode, straight from a [keys, heads, D] cache (element type t, widened in
   // registers; key j of head h at K + j·ldk + h·ldh elements), four keys at a
   // time with heads inner so memory streams front to back.

@@ -104,64 +104,15 @@ inline float reduce(vf v, Op op) {
 inline float reduce_add(vf v) { return reduce(v, [](vf a, vf b) { return a + b; }); }
 inline float reduce_max(vf v) { return reduce(v, [](vf a, vf b) { return a > b ? a : b; }); }
 
-// Lane sums of VL vectors at once: out[k] = Σ lanes of a[k], by VL − 1 pairwise
-// folds (a transposing reduction) instead of VL separate horizontal sums. A
-// fold at half-width W takes two vectors whose lanes hold groups of 2W partial
-// sums, one group per key, and returns one with groups of W: x's keys, then y's.
+// One step of a transposing reduction (several vectors' lane sums at once
+// instead of one horizontal sum each): a fold at half-width W takes two vectors
+// whose lanes hold groups of 2W partial sums, one group per key, and returns
+// one with groups of W: x's keys, then y's.
 template <int W, int... O>
 __attribute__((always_inline)) inline vf fold_pair(vf x, vf y, std::integer_sequence<int, O...>) {
   constexpr int H = VL / 2;
   return __builtin_shufflevector(x, y, ((O < H ? 0 : VL) + (O % H) / W * 2 * W + O % W)...) +
          __builtin_shufflevector(x, y, ((O < H ? 0 : VL) + (O % H) / W * 2 * W + O % W + W)...);
-}
-
-template <int W = VL / 2, int N = VL>
-__attribute__((always_inline)) inline vf fold_all(vf* a) {
-  if constexpr (W >= 1) {
-#pragma GCC unroll 16
-    for (int i = 0; i < N / 2; ++i) a[i] = fold_pair<W>(a[2 * i], a[2 * i + 1], std::make_integer_sequence<int, VL>{});
-    return fold_all<W / 2, N / 2>(a);
-  } else {
-    return a[0];
-  }
-}
-
-// C[r·ldc + j] = Σ_d A[r·lda + d]·B[j·ldb + d] for r < M, j < N, d < K: A·Bᵀ
-// with both operands row-major along K. Decode's few query rows against cache
-// rows read in place, so K never needs a transposed copy: one accumulator per
-// key of a VL-key block, folded once per block.
-void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int M, int N, int K) {
-  const int Kv = K - K % VL;
-  int j0 = 0;
-  for (; j0 + VL <= N; j0 += VL) {
-    const float* b = B + j0 * ldb;
-    for (int r = 0; r < M; ++r) {
-      const float* a = A + r * lda;
-      vf acc[VL];
-#pragma GCC unroll 16
-      for (int k = 0; k < VL; ++k) acc[k] = vf{};
-      for (int d = 0; d < Kv; d += VL) {
-        const vf av = loadv(a + d);
-#pragma GCC unroll 16
-        for (int k = 0; k < VL; ++k) acc[k] += av * loadv(b + k * ldb + d);
-      }
-      vf sum = fold_all(acc);
-      for (int d = Kv; d < K; ++d)
-        for (int k = 0; k < VL; ++k) sum[k] += a[d] * b[k * ldb + d];
-      storev(C + r * ldc + j0, sum);
-    }
-  }
-  for (; j0 < N; ++j0) {  // fewer than VL keys left
-    const float* b = B + j0 * ldb;
-    for (int r = 0; r < M; ++r) {
-      const float* a = A + r * lda;
-      vf acc = vf{};
-      for (int d = 0; d < Kv; d += VL) acc += loadv(a + d) * loadv(b + d);
-      float s = reduce_add(acc);
-      for (int d = Kv; d < K; ++d) s += a[d] * b[d];
-      C[r * ldc + j0] = s;
-    }
-  }
 }
 
 // Lane sums of four vectors: lane i·(VL/4) of the result holds Σ lanes of a[i].
@@ -539,7 +490,7 @@ float read_sum(const float* x, int64_t n) {
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, gemm_nt, decode_qk, decode_pv, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
+  static const CpuMicrokernels t{gemm, decode_qk, decode_pv, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
   return t;
 }
 
