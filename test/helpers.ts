@@ -7,7 +7,7 @@ import {
   type AttentionOptions, type AttentionWithLse, type DType,
 } from '../lib/index.js';
 import {
-  referenceAttention, readValues, relFrobenius, compareLse, product, randomNonZero, rng,
+  referenceAttention, readValues, relFrobenius, compareLse, product, randomNonZero, rng, cuSeqlensOf,
   OUT_TOL, LSE_TOL, type RefResult,
 } from './reference.js';
 
@@ -177,4 +177,16 @@ export async function catchAsync(fn: () => Promise<unknown>, label = ''): Promis
     return err;
   }
   return assert.unreachable(`${label}: expected a rejection, but the Promise resolved`);
+}
+
+/** A packed varlen batch: q [Tq, Hq, D], k [Tk, Hkv, D], v [Tk, Hkv, Dv] and their cuSeqlens. */
+export interface PackedBatch { q: Tensor; k: Tensor; v: Tensor; cuQ: Int32Array; cuK: Int32Array }
+
+/** Random non-zero packed q, k, v for the given lengths; `extraQ`/`extraK` rows past the last sequence. */
+export function randomPackedBatch(seed: number, { lq, lk = lq, Hq, Hkv = Hq, D, Dv = D, dtype = 'float32', extraQ = 0, extraK = 0 }:
+  { lq: number[]; lk?: number[]; Hq: number; Hkv?: number; D: number; Dv?: number; dtype?: DType; extraQ?: number; extraK?: number }): PackedBatch {
+  const r = rng(seed);
+  const cuQ = cuSeqlensOf(lq), cuK = cuSeqlensOf(lk);
+  const Tq = cuQ[lq.length]! + extraQ, Tk = cuK[lk.length]! + extraK;
+  return { q: randomTensor(r, [Tq, Hq, D], dtype), k: randomTensor(r, [Tk, Hkv, D], dtype), v: randomTensor(r, [Tk, Hkv, Dv], dtype), cuQ, cuK };
 }

@@ -14,21 +14,13 @@ import {
   referenceVarlen, cuSeqlensOf, readValues, relFrobenius, compareLse, bitwiseEqual, rng,
   OUT_TOL, LSE_TOL, type VarlenRefResult,
 } from './reference.js';
-import { randomTensor, nanTensor, alibi, assertFmhaError, catchSync, checkResult, type Mode } from './helpers.js';
+import { randomTensor, nanTensor, alibi, assertFmhaError, catchSync, checkResult, randomPackedBatch, type PackedBatch, type Mode } from './helpers.js';
 import { runVarlenCuda, requireCuda, DevicePool, DTYPES, HEAD_DIMS, VIAS, type Via } from './gpu_helpers.js';
 
 requireCuda();
 
 type Opts = Omit<VarlenAttentionOptions, 'cuSeqlensQ' | 'cuSeqlensK'>;
-interface Batch { q: Tensor; k: Tensor; v: Tensor; cuQ: Int32Array; cuK: Int32Array }
 
-function randomBatch(seed: number, { lq, lk = lq, Hq, Hkv = Hq, D, Dv = D, dtype = 'float32', extraQ = 0, extraK = 0 }:
-  { lq: number[]; lk?: number[]; Hq: number; Hkv?: number; D: number; Dv?: number; dtype?: DType; extraQ?: number; extraK?: number }): Batch {
-  const r = rng(seed);
-  const cuQ = cuSeqlensOf(lq), cuK = cuSeqlensOf(lk);
-  const Tq = cuQ[lq.length]! + extraQ, Tk = cuK[lk.length]! + extraK;
-  return { q: randomTensor(r, [Tq, Hq, D], dtype), k: randomTensor(r, [Tk, Hkv, D], dtype), v: randomTensor(r, [Tk, Hkv, Dv], dtype), cuQ, cuK };
-}
 
 function checkVarlen(label: string, res: { out: Tensor; lse?: Tensor }, ref: VarlenRefResult, dtype: DType): void {
   assert.equal([...res.out.shape], ref.outShape, `${label}: out.shape`);
@@ -53,7 +45,7 @@ function checkVarlen(label: string, res: { out: Tensor; lse?: Tensor }, ref: Var
 
 const COMBOS: [Mode, Via][] = [['async', 'device'], ['sync', 'host'], ['sync', 'device'], ['async', 'host']];
 
-async function runAndCheck(label: string, b: Batch, opts: Opts = {}): Promise<VarlenRefResult> {
+async function runAndCheck(label: string, b: PackedBatch, opts: Opts = {}): Promise<VarlenRefResult> {
   const ref = referenceVarlen(b.q, b.k, b.v, b.cuQ, b.cuK, opts);
   for (const [mode, via] of COMBOS) {
     const res = await runVarlenCuda(mode, via, b.q, b.k, b.v, { ...opts, cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK });
@@ -81,14 +73,14 @@ const RAGGED: { name: string; lq: number[]; lk?: number[]; Hq: number; Hkv?: num
 for (const dtype of DTYPES) {
   RAGGED.forEach((c, idx) => {
     basic(`${dtype} ${c.name}: [${c.lq.join(', ')}]${c.causal ? ' causal' : ''}`, async () => {
-      await runAndCheck(c.name, randomBatch(30000 + idx, { ...c, dtype }), c.causal ? { causal: true } : {});
+      await runAndCheck(c.name, randomPackedBatch(30000 + idx, { ...c, dtype }), c.causal ? { causal: true } : {});
     });
   });
 }
 for (const D of HEAD_DIMS) {
   basic(`head dim ${D}, bfloat16 and float16, causal`, async () => {
     for (const dtype of ['bfloat16', 'float16'] as DType[]) {
-      await runAndCheck(`D=${D}`, randomBatch(30100 + D, { lq: [130, 0, 7, 64], Hq: 4, Hkv: 2, D, dtype }), { causal: true });
+      await runAndCheck(`D=${D}`, randomPackedBatch(30100 + D, { lq: [130, 0, 7, 64], Hq: 4, Hkv: 2, D, dtype }), { causal: true });
     }
   });
 }
@@ -111,7 +103,7 @@ const OPTS: [string, Opts][] = [
 for (const dtype of DTYPES) {
   OPTS.forEach(([name, opts], idx) => {
     options(`${dtype} ${name}`, async () => {
-      await runAndCheck(name, randomBatch(30200 + idx, { ...OPT_BATCH, dtype }), opts);
+      await runAndCheck(name, randomPackedBatch(30200 + idx, { ...OPT_BATCH, dtype }), opts);
     });
   });
 }
@@ -121,7 +113,7 @@ options('a strided q/k/v (slices of a fused QKV [T, 3, H, D]) with backend cuda'
   for (const dtype of DTYPES) {
     const qkv = randomTensor(rng(30300), [T, 3, H, D], dtype);
     const view = (i: number) => new Tensor(dtype, qkv.data.subarray(i * H * D), [T, H, D], [3 * H * D, D, 1]);
-    const b: Batch = { q: view(0), k: view(1), v: view(2), cuQ: cuSeqlensOf(lens), cuK: cuSeqlensOf(lens) };
+    const b: PackedBatch = { q: view(0), k: view(1), v: view(2), cuQ: cuSeqlensOf(lens), cuK: cuSeqlensOf(lens) };
     const ref = referenceVarlen(b.q, b.k, b.v, b.cuQ, b.cuK, { causal: true });
     checkVarlen(`strided ${dtype}`, await runVarlenCuda('async', 'host', b.q, b.k, b.v, { cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK, causal: true }), ref, dtype);
   }
@@ -133,7 +125,7 @@ const bounds = suite('cuda varlen: packed buffers longer than cuSeqlens[B]');
 
 bounds('rows of a NaN-poisoned out past cuSeqlensQ[B] stay untouched (host and device out); a new out has 0 there, lse −Infinity', async () => {
   for (const dtype of DTYPES) {
-    const b = randomBatch(30400, { lq: [7, 0, 66], lk: [9, 4, 66], Hq: 2, D: 64, dtype, extraQ: 6, extraK: 3 });
+    const b = randomPackedBatch(30400, { lq: [7, 0, 66], lk: [9, 4, 66], Hq: 2, D: 64, dtype, extraQ: 6, extraK: 3 });
     const ref = referenceVarlen(b.q, b.k, b.v, b.cuQ, b.cuK, { causal: true });
     const Tq = 79, row = 2 * 64;
     for (const via of VIAS) {

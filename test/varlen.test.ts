@@ -14,28 +14,13 @@ import {
   referenceVarlen, cuSeqlensOf, readValues, relFrobenius, compareLse, bitwiseEqual, rng,
   OUT_TOL, LSE_TOL, type VarlenRefResult,
 } from './reference.js';
-import { randomTensor, nanTensor, alibi, assertFmhaError, catchAsync, catchSync, describe, type Mode } from './helpers.js';
+import { randomTensor, nanTensor, alibi, assertFmhaError, catchAsync, catchSync, describe, randomPackedBatch, type PackedBatch, type Mode } from './helpers.js';
 
 type Opts = Omit<VarlenAttentionOptions, 'cuSeqlensQ' | 'cuSeqlensK'>;
 
-interface Batch {
-  q: Tensor; k: Tensor; v: Tensor;
-  cuQ: Int32Array; cuK: Int32Array;
-}
 
-/** Random packed q [Tq, Hq, D], k [Tk, Hkv, D], v [Tk, Hkv, Dv] for the given lengths; `extra` rows past the last sequence. */
-function randomBatch(seed: number, { lq, lk = lq, Hq, Hkv = Hq, D, Dv = D, dtype = 'float32', extraQ = 0, extraK = 0 }:
-  { lq: number[]; lk?: number[]; Hq: number; Hkv?: number; D: number; Dv?: number; dtype?: DType; extraQ?: number; extraK?: number }): Batch {
-  const r = rng(seed);
-  const cuQ = cuSeqlensOf(lq), cuK = cuSeqlensOf(lk);
-  const Tq = cuQ[lq.length]! + extraQ, Tk = cuK[lk.length]! + extraK;
-  return {
-    q: randomTensor(r, [Tq, Hq, D], dtype), k: randomTensor(r, [Tk, Hkv, D], dtype), v: randomTensor(r, [Tk, Hkv, Dv], dtype),
-    cuQ, cuK,
-  };
-}
 
-async function runVarlen(mode: Mode, b: Batch, opts: Opts = {}): Promise<AttentionWithLse> {
+async function runVarlen(mode: Mode, b: PackedBatch, opts: Opts = {}): Promise<AttentionWithLse> {
   const o = { ...opts, cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK, returnLse: true as const };
   return mode === 'sync' ? varlenAttentionSync(b.q, b.k, b.v, o) : varlenAttention(b.q, b.k, b.v, o);
 }
@@ -63,7 +48,7 @@ function checkVarlen(label: string, res: { out: Tensor; lse?: Tensor }, ref: Var
   }
 }
 
-async function runAndCheck(label: string, b: Batch, opts: Opts = {}, modes: readonly Mode[] = ['sync', 'async']): Promise<VarlenRefResult> {
+async function runAndCheck(label: string, b: PackedBatch, opts: Opts = {}, modes: readonly Mode[] = ['sync', 'async']): Promise<VarlenRefResult> {
   const ref = referenceVarlen(b.q, b.k, b.v, b.cuQ, b.cuK, opts);
   for (const mode of modes) checkVarlen(`${label} [${mode}]`, await runVarlen(mode, b, opts), ref, b.q.dtype);
   return ref;
@@ -85,32 +70,32 @@ const RAGGED: { name: string; lq: number[]; lk?: number[]; Hq: number; Hkv?: num
 ];
 RAGGED.forEach((c, idx) => {
   basic(`${c.name}: lengths [${c.lq.join(', ')}]${c.causal ? ' causal' : ''}`, async () => {
-    const b = randomBatch(20000 + idx, c);
+    const b = randomPackedBatch(20000 + idx, c);
     await runAndCheck(c.name, b, c.causal ? { causal: true } : {});
   });
 });
 
 basic('Sq_b ≠ Sk_b: chunked prefill (new queries over a longer prefix), causal bottom-right per sequence', async () => {
   const lq = [16, 1, 0, 40, 7], prefix = [100, 0, 12, 200, 3];
-  const b = randomBatch(20100, { lq, lk: lq.map((l, i) => l + prefix[i]!), Hq: 4, Hkv: 2, D: 64 });
+  const b = randomPackedBatch(20100, { lq, lk: lq.map((l, i) => l + prefix[i]!), Hq: 4, Hkv: 2, D: 64 });
   const ref = await runAndCheck('chunked prefill', b, { causal: true });
   assert.is(ref.noKeyRows, 0, 'every query sees its prefix');
 });
 
 basic('Sq_b > Sk_b under causal: the first Sq_b − Sk_b rows of the sequence see no key', async () => {
-  const b = randomBatch(20101, { lq: [10, 5, 3], lk: [4, 5, 0], Hq: 2, D: 32 });
+  const b = randomPackedBatch(20101, { lq: [10, 5, 3], lk: [4, 5, 0], Hq: 2, D: 32 });
   const ref = await runAndCheck('Sq > Sk causal', b, { causal: true });
   assert.ok(ref.noKeyRows > 0, 'test setup: some rows see no key');
 });
 
 basic('cross-attention: Sq_b and Sk_b unrelated, no mask', async () => {
-  const b = randomBatch(20102, { lq: [3, 60, 0, 9], lk: [200, 1, 5, 0], Hq: 2, D: 48 });
+  const b = randomPackedBatch(20102, { lq: [3, 60, 0, 9], lk: [200, 1, 5, 0], Hq: 2, D: 48 });
   await runAndCheck('cross-attention', b);
 });
 
 basic('GQA: Hq 8, Hkv 2 and MQA Hq 6, Hkv 1, causal', async () => {
-  await runAndCheck('GQA 8/2', randomBatch(20103, { lq: [33, 0, 70, 1], lk: [40, 2, 70, 1], Hq: 8, Hkv: 2, D: 64 }), { causal: true });
-  await runAndCheck('MQA 6/1', randomBatch(20104, { lq: [5, 65, 12], Hq: 6, Hkv: 1, D: 40 }), { causal: true });
+  await runAndCheck('GQA 8/2', randomPackedBatch(20103, { lq: [33, 0, 70, 1], lk: [40, 2, 70, 1], Hq: 8, Hkv: 2, D: 64 }), { causal: true });
+  await runAndCheck('MQA 6/1', randomPackedBatch(20104, { lq: [5, 65, 12], Hq: 6, Hkv: 1, D: 40 }), { causal: true });
 });
 basic.run();
 
@@ -131,38 +116,38 @@ const OPTS: [string, Opts][] = [
 ];
 OPTS.forEach(([name, opts], idx) => {
   options(name, async () => {
-    await runAndCheck(name, randomBatch(20200 + idx, OPT_BATCH), opts);
+    await runAndCheck(name, randomPackedBatch(20200 + idx, OPT_BATCH), opts);
   });
 });
 
 for (const dtype of ['float16', 'bfloat16'] as const) {
   options(`${dtype}: ragged, causal, GQA, Sq_b ≠ Sk_b (bfloat16 takes the AVX512-BF16 path where the CPU has it)`, async () => {
-    const b = randomBatch(20300, { lq: [70, 0, 1, 130, 9], lk: [70, 3, 1, 200, 9], Hq: 4, Hkv: 2, D: 64, dtype });
+    const b = randomPackedBatch(20300, { lq: [70, 0, 1, 130, 9], lk: [70, 3, 1, 200, 9], Hq: 4, Hkv: 2, D: 64, dtype });
     await runAndCheck(dtype, b, { causal: true });
-    const odd = randomBatch(20301, { lq: [33, 2], Hq: 2, D: 41, Dv: 24, dtype });
+    const odd = randomPackedBatch(20301, { lq: [33, 2], Hq: 2, D: 41, Dv: 24, dtype });
     await runAndCheck(`${dtype} odd D`, odd, { softcap: 4, alibiSlopes: alibi(2) });
   });
 }
 
 options('maxSeqlenQ / maxSeqlenK equal to or above the real maximum are accepted', async () => {
-  const b = randomBatch(20400, { lq: [5, 9], lk: [7, 3], Hq: 2, D: 16 });
+  const b = randomPackedBatch(20400, { lq: [5, 9], lk: [7, 3], Hq: 2, D: 16 });
   await runAndCheck('exact', b, { maxSeqlenQ: 9, maxSeqlenK: 7 });
   await runAndCheck('larger', b, { maxSeqlenQ: 4096, maxSeqlenK: 100 });
 });
 
 options('max_seqlen 1: every sequence one token (decode-shaped), causal', async () => {
-  const b = randomBatch(20401, { lq: Array(9).fill(1), Hq: 4, Hkv: 1, D: 64 });
+  const b = randomPackedBatch(20401, { lq: Array(9).fill(1), Hq: 4, Hkv: 1, D: 64 });
   await runAndCheck('max_seqlen 1', b, { causal: true, maxSeqlenQ: 1, maxSeqlenK: 1 });
 });
 
 options('fewer tokens than sequences: lengths [0, 1, 0, 0, 1, 0]', async () => {
-  const b = randomBatch(20402, { lq: [0, 1, 0, 0, 1, 0], Hq: 2, D: 32 });
+  const b = randomPackedBatch(20402, { lq: [0, 1, 0, 0, 1, 0], Hq: 2, D: 32 });
   assert.is(b.q.shape[0], 2);
   await runAndCheck('T = 2 < B = 6', b, { causal: true });
 });
 
 options('lse is [Hq, Tq]: −Infinity for rows past cuSeqlensQ[B] and rows that see no key', async () => {
-  const b = randomBatch(20403, { lq: [4, 6], lk: [2, 6], Hq: 3, D: 16, extraQ: 5 });
+  const b = randomPackedBatch(20403, { lq: [4, 6], lk: [2, 6], Hq: 3, D: 16, extraQ: 5 });
   const res = varlenAttentionSync(b.q, b.k, b.v, { cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK, causal: true, returnLse: true });
   assert.equal([...res.lse.shape], [3, 15]);
   const lse = res.lse.data as Float32Array;
@@ -177,7 +162,7 @@ options('a strided q (slice of a fused QKV projection [T, 3, H, D]) needs no cop
   const lens = [20, 0, 45], T = 65, H = 2, D = 32;
   const qkv = randomTensor(rng(20404), [T, 3, H, D]);
   const view = (i: number) => new Tensor('float32', qkv.data.subarray(i * H * D), [T, H, D], [3 * H * D, D, 1]);
-  const b: Batch = { q: view(0), k: view(1), v: view(2), cuQ: cuSeqlensOf(lens), cuK: cuSeqlensOf(lens) };
+  const b: PackedBatch = { q: view(0), k: view(1), v: view(2), cuQ: cuSeqlensOf(lens), cuK: cuSeqlensOf(lens) };
   await runAndCheck('strided QKV', b, { causal: true });
 });
 options.run();
@@ -187,7 +172,7 @@ const bounds = suite('varlen: packed buffers longer than cuSeqlens[B], out');
 
 for (const dtype of ['float32', 'bfloat16'] as const) {
   bounds(`${dtype}: rows of a NaN-poisoned out at or past cuSeqlensQ[B] stay untouched; k/v rows past cuSeqlensK[B] are not read`, async () => {
-    const b = randomBatch(20500, { lq: [7, 0, 66], lk: [9, 4, 66], Hq: 2, D: 40, dtype, extraQ: 6, extraK: 3 });
+    const b = randomPackedBatch(20500, { lq: [7, 0, 66], lk: [9, 4, 66], Hq: 2, D: 40, dtype, extraQ: 6, extraK: 3 });
     // NaN in the unread k/v rows: reading them would poison the result
     const kd = b.k.data, vd = b.v.data, poison = dtype === 'float32' ? NaN : 0x7fc0;
     kd.fill(poison, 79 * 2 * 40);
@@ -212,7 +197,7 @@ for (const dtype of ['float32', 'bfloat16'] as const) {
 }
 
 bounds('sync and async agree bitwise; repeated calls are deterministic', async () => {
-  const b = randomBatch(20501, { lq: [100, 3, 0, 64, 200], Hq: 4, Hkv: 2, D: 64 });
+  const b = randomPackedBatch(20501, { lq: [100, 3, 0, 64, 200], Hq: 4, Hkv: 2, D: 64 });
   const s1 = await runVarlen('sync', b, { causal: true, softcap: 10 });
   const s2 = await runVarlen('sync', b, { causal: true, softcap: 10 });
   const a = await runVarlen('async', b, { causal: true, softcap: 10 });
@@ -221,7 +206,7 @@ bounds('sync and async agree bitwise; repeated calls are deterministic', async (
 });
 
 bounds('AbortSignal: already aborted rejects with AbortError; an abort mid-flight rejects', async () => {
-  const b = randomBatch(20502, { lq: [2048, 1024], Hq: 4, D: 64 });
+  const b = randomPackedBatch(20502, { lq: [2048, 1024], Hq: 4, D: 64 });
   const opts = { cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK };
   const pre = await catchAsync(() => varlenAttention(b.q, b.k, b.v, { ...opts, signal: AbortSignal.abort() }), 'pre-aborted');
   assert.is((pre as Error).name, 'AbortError', describe(pre));
@@ -271,7 +256,7 @@ cross.run();
 const errs = suite('varlen: malformed calls → FmhaError with the right code, never a crash; out not written');
 
 interface ErrCase { name: string; code: FmhaErrorCode | FmhaErrorCode[]; msg: RegExp[]; make: () => [Tensor, Tensor, Tensor, VarlenAttentionOptions] }
-const eb = () => randomBatch(20700, { lq: [3, 5], lk: [4, 2], Hq: 4, Hkv: 2, D: 8 });  // Tq = 8, Tk = 6
+const eb = () => randomPackedBatch(20700, { lq: [3, 5], lk: [4, 2], Hq: 4, Hkv: 2, D: 8 });  // Tq = 8, Tk = 6
 const withOpts = (o: Record<string, unknown>): [Tensor, Tensor, Tensor, VarlenAttentionOptions] => {
   const b = eb();
   return [b.q, b.k, b.v, { cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK, ...o } as VarlenAttentionOptions];
@@ -317,7 +302,7 @@ for (const c of ERR_CASES) {
 }
 
 errs('cuSeqlens mutated after an async call started does not move rows out of bounds (the binding copies it)', async () => {
-  const b = randomBatch(20702, { lq: [500, 300], Hq: 2, D: 64 });
+  const b = randomPackedBatch(20702, { lq: [500, 300], Hq: 2, D: 64 });
   const cuQ = b.cuQ.slice(), cuK = b.cuK.slice();
   const ref = referenceVarlen(b.q, b.k, b.v, b.cuQ, b.cuK);
   const p = varlenAttention(b.q, b.k, b.v, { cuSeqlensQ: cuQ, cuSeqlensK: cuK, returnLse: true });
@@ -328,7 +313,7 @@ errs('cuSeqlens mutated after an async call started does not move rows out of bo
 errs('seeded fuzz: 2000 random cuSeqlens / maxSeqlen combinations give a result or an FmhaError, never a crash', () => {
   const r = rng(20703);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
-  const b = randomBatch(20704, { lq: [4, 4], Hq: 2, D: 8 });
+  const b = randomPackedBatch(20704, { lq: [4, 4], Hq: 2, D: 8 });
   let ok = 0, rejected = 0;
   for (let i = 0; i < 2000; i++) {
     const n = pick([0, 1, 2, 3, 5]);
