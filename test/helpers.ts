@@ -8,7 +8,7 @@ import {
 } from '../lib/index.js';
 import {
   referenceAttention, readValues, relFrobenius, compareLse, product, randomNonZero, rng, cuSeqlensOf,
-  OUT_TOL, LSE_TOL, type RefResult,
+  OUT_TOL, LSE_TOL, type RefResult, type VarlenRefResult,
 } from './reference.js';
 
 export type Kind = 'fused' | 'vanilla';
@@ -189,4 +189,19 @@ export function randomPackedBatch(seed: number, { lq, lk = lq, Hq, Hkv = Hq, D, 
   const cuQ = cuSeqlensOf(lq), cuK = cuSeqlensOf(lk);
   const Tq = cuQ[lq.length]! + extraQ, Tk = cuK[lk.length]! + extraK;
   return { q: randomTensor(r, [Tq, Hq, D], dtype), k: randomTensor(r, [Tk, Hkv, D], dtype), v: randomTensor(r, [Tk, Hkv, Dv], dtype), cuQ, cuK };
+}
+
+/** A varlen result against its per-sequence reference: shape, dtype, every element written, relative
+ *  Frobenius error, rows that see no key exactly 0, lse `[Hq, Tq]` with −Infinity where nothing is seen. */
+export function checkVarlen(label: string, res: { out: Tensor; lse?: Tensor }, ref: VarlenRefResult, dtype: DType): void {
+  assert.equal([...res.out.shape], ref.outShape, `${label}: out.shape`);
+  assert.is(res.out.dtype, dtype, `${label}: out.dtype`);
+  const got = readValues(res.out);
+  for (let i = 0; i < got.length; i++) if (!Number.isFinite(got[i]!)) assert.unreachable(`${label}: out[${i}] = ${got[i]}`);
+  const err = relFrobenius(got, ref.out);
+  assert.ok(err < OUT_TOL[dtype], `${label}: relative Frobenius error ${err.toExponential(3)} ≥ ${OUT_TOL[dtype]}`);
+  // Packed [Tq, Hq, Dv] is the padded layout with B = 1, and noKey [Hq, Tq] its [B, Hq, Sq].
+  const [Tq, Hq, Dv] = ref.outShape as [number, number, number];
+  checkNoKeyRows(label, got, ref.noKey, [1, Tq, Hq, Dv]);
+  if (res.lse) checkLse(label, res.lse, ref.lse, ref.lseShape, dtype);
 }

@@ -11,37 +11,14 @@ import {
   type VarlenAttentionOptions, type AttentionWithLse, type DType,
 } from '../lib/index.js';
 import {
-  referenceVarlen, cuSeqlensOf, readValues, relFrobenius, compareLse, bitwiseEqual, rng,
-  OUT_TOL, LSE_TOL, type VarlenRefResult,
+  referenceVarlen, cuSeqlensOf, readValues, relFrobenius, bitwiseEqual, rng, OUT_TOL, type VarlenRefResult,
 } from './reference.js';
-import { randomTensor, nanTensor, alibi, assertFmhaError, catchSync, checkResult, randomPackedBatch, type PackedBatch, type Mode } from './helpers.js';
+import { randomTensor, nanTensor, alibi, assertFmhaError, catchSync, checkResult, randomPackedBatch, checkVarlen, type PackedBatch, type Mode } from './helpers.js';
 import { runVarlenCuda, requireCuda, DevicePool, DTYPES, HEAD_DIMS, VIAS, type Via } from './gpu_helpers.js';
 
 requireCuda();
 
 type Opts = Omit<VarlenAttentionOptions, 'cuSeqlensQ' | 'cuSeqlensK'>;
-
-
-function checkVarlen(label: string, res: { out: Tensor; lse?: Tensor }, ref: VarlenRefResult, dtype: DType): void {
-  assert.equal([...res.out.shape], ref.outShape, `${label}: out.shape`);
-  assert.is(res.out.dtype, dtype, `${label}: out.dtype`);
-  const got = readValues(res.out);
-  for (let i = 0; i < got.length; i++) if (!Number.isFinite(got[i]!)) assert.unreachable(`${label}: out[${i}] = ${got[i]}`);
-  const err = relFrobenius(got, ref.out);
-  assert.ok(err < OUT_TOL[dtype], `${label}: relative Frobenius error ${err.toExponential(3)} ≥ ${OUT_TOL[dtype]}`);
-  const [Tq, Hq, Dv] = ref.outShape as [number, number, number];
-  for (let h = 0; h < Hq; h++) for (let t = 0; t < Tq; t++) {
-    if (!ref.noKey[h * Tq + t]) continue;
-    for (let d = 0; d < Dv; d++) {
-      if (got[(t * Hq + h) * Dv + d] !== 0) assert.unreachable(`${label}: row ${t} head ${h} sees no key, out[..${d}] = ${got[(t * Hq + h) * Dv + d]}`);
-    }
-  }
-  if (res.lse) {
-    assert.equal([...res.lse.shape], ref.lseShape, `${label}: lse.shape [Hq, Tq]`);
-    const c = compareLse(readValues(res.lse), ref.lse, LSE_TOL[dtype]);
-    assert.ok(c.ok, `${label}: ${c.message}`);
-  }
-}
 
 const COMBOS: [Mode, Via][] = [['async', 'device'], ['sync', 'host'], ['sync', 'device'], ['async', 'host']];
 

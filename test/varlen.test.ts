@@ -8,44 +8,19 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   Tensor, FmhaError, attention, attentionSync, varlenAttention, varlenAttentionSync, packSequences, unpackSequences,
-  type VarlenAttentionOptions, type AttentionWithLse, type DType, type FmhaErrorCode,
+  type VarlenAttentionOptions, type AttentionWithLse, type FmhaErrorCode,
 } from '../lib/index.js';
 import {
   referenceVarlen, cuSeqlensOf, readValues, relFrobenius, compareLse, bitwiseEqual, rng,
   OUT_TOL, LSE_TOL, type VarlenRefResult,
 } from './reference.js';
-import { randomTensor, nanTensor, alibi, assertFmhaError, catchAsync, catchSync, describe, randomPackedBatch, type PackedBatch, type Mode } from './helpers.js';
+import { randomTensor, nanTensor, alibi, assertFmhaError, catchAsync, catchSync, describe, randomPackedBatch, checkVarlen, type PackedBatch, type Mode } from './helpers.js';
 
 type Opts = Omit<VarlenAttentionOptions, 'cuSeqlensQ' | 'cuSeqlensK'>;
-
-
 
 async function runVarlen(mode: Mode, b: PackedBatch, opts: Opts = {}): Promise<AttentionWithLse> {
   const o = { ...opts, cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK, returnLse: true as const };
   return mode === 'sync' ? varlenAttentionSync(b.q, b.k, b.v, o) : varlenAttention(b.q, b.k, b.v, o);
-}
-
-/** Checks out and lse against the reference within DESIGN's bounds; rows that see no key are exactly 0 / −Infinity. */
-function checkVarlen(label: string, res: { out: Tensor; lse?: Tensor }, ref: VarlenRefResult, dtype: DType): void {
-  assert.equal([...res.out.shape], ref.outShape, `${label}: out.shape`);
-  assert.is(res.out.dtype, dtype, `${label}: out.dtype`);
-  const got = readValues(res.out);
-  for (let i = 0; i < got.length; i++) if (!Number.isFinite(got[i]!)) assert.unreachable(`${label}: out[${i}] = ${got[i]}`);
-  const err = relFrobenius(got, ref.out);
-  assert.ok(err < OUT_TOL[dtype], `${label}: relative Frobenius error ${err.toExponential(3)} ≥ ${OUT_TOL[dtype]}`);
-  const [Tq, Hq, Dv] = ref.outShape as [number, number, number];
-  for (let h = 0; h < Hq; h++) for (let t = 0; t < Tq; t++) {
-    if (!ref.noKey[h * Tq + t]) continue;
-    for (let d = 0; d < Dv; d++) {
-      if (got[(t * Hq + h) * Dv + d] !== 0) assert.unreachable(`${label}: row ${t} head ${h} sees no key, out[..${d}] = ${got[(t * Hq + h) * Dv + d]}`);
-    }
-  }
-  if (res.lse) {
-    assert.is(res.lse.dtype, 'float32');
-    assert.equal([...res.lse.shape], ref.lseShape, `${label}: lse.shape [Hq, Tq]`);
-    const c = compareLse(readValues(res.lse), ref.lse, LSE_TOL[dtype]);
-    assert.ok(c.ok, `${label}: ${c.message}`);
-  }
 }
 
 async function runAndCheck(label: string, b: PackedBatch, opts: Opts = {}, modes: readonly Mode[] = ['sync', 'async']): Promise<VarlenRefResult> {
