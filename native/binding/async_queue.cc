@@ -20,8 +20,17 @@ struct Entry {
 };
 
 void deliver(Napi::Env env, Napi::Function, std::nullptr_t*, Entry* e) {
-  if (env != nullptr) e->job->complete(env, e->status);
-  else e->job->abandon();  // environment torn down before the result arrived
+  if (env != nullptr) {
+    // An environment being terminated (worker.terminate()) refuses to run JS:
+    // settling the promise then fails and node-addon-api throws. Nobody is left
+    // to see the result, and no exception may escape into Node.
+    try {
+      e->job->complete(env, e->status);
+    } catch (...) {
+    }
+  } else {
+    e->job->abandon();  // environment torn down before the result arrived
+  }
   delete e;
 }
 

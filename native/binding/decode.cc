@@ -184,8 +184,8 @@ class KvCacheObject final : public Napi::ObjectWrap<KvCacheObject> {
       std::unique_ptr<KvCacheStore> s = KvCacheStore::create(c, max_scratch_bytes(), &error);
       if (!s) fail(code::kOom, error);
       store_ = std::move(s);
-    } catch (const FmhaException& e) {
-      make_error(env, e.code, e.message).ThrowAsJavaScriptException();
+    } catch (...) {
+      throw_current(env);
     }
   }
 

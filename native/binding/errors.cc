@@ -49,4 +49,23 @@ Napi::Error status_error(Napi::Env env, const Status& st) {
   }
 }
 
+void throw_current(Napi::Env env) noexcept {
+  try {
+    try {
+      throw;
+    } catch (const FmhaException& e) {
+      make_error(env, e.code, e.message).ThrowAsJavaScriptException();
+    } catch (const Napi::Error& e) {
+      e.ThrowAsJavaScriptException();
+    } catch (const std::bad_alloc&) {
+      make_error(env, code::kOom, "out of memory").ThrowAsJavaScriptException();
+    } catch (const std::exception& e) {
+      Napi::Error::New(env, std::string("fmha internal error: ") + e.what()).ThrowAsJavaScriptException();
+    } catch (...) {
+      Napi::Error::New(env, "fmha internal error").ThrowAsJavaScriptException();
+    }
+  } catch (...) {
+  }
+}
+
 }  // namespace fmha

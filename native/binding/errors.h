@@ -32,22 +32,20 @@ Napi::Error make_error(Napi::Env env, const char* code, const std::string& messa
 // The error a failed kernel Status becomes (AbortError for an aborted call).
 Napi::Error status_error(Napi::Env env, const Status& st);
 
-// Runs an entry point body, converting FmhaException, Napi::Error, std::bad_alloc
-// and anything else into a thrown JS error.
+// Throws the exception being handled into JS as the matching error:
+// FmhaException → FmhaError, Napi::Error as is, std::bad_alloc → ERR_FMHA_OOM,
+// anything else → an internal error. Call only inside a catch block. Never
+// throws: an environment being terminated (worker.terminate()) cannot take a
+// JS exception, and node-addon-api then throws again; nobody is left to see it.
+void throw_current(Napi::Env env) noexcept;
+
+// Runs an entry point body; any exception becomes a thrown JS error.
 template <typename F>
 Napi::Value guard(Napi::Env env, F&& body) {
   try {
     return body();
-  } catch (const FmhaException& e) {
-    make_error(env, e.code, e.message).ThrowAsJavaScriptException();
-  } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
-  } catch (const std::bad_alloc&) {
-    make_error(env, code::kOom, "out of memory").ThrowAsJavaScriptException();
-  } catch (const std::exception& e) {
-    Napi::Error::New(env, std::string("fmha internal error: ") + e.what()).ThrowAsJavaScriptException();
   } catch (...) {
-    Napi::Error::New(env, "fmha internal error").ThrowAsJavaScriptException();
+    throw_current(env);
   }
   return env.Undefined();
 }
