@@ -13,10 +13,17 @@
 // microkernels (decode_qk, decode_pv) walk each tile four keys at a time with
 // heads inner, straight from the cache (16-bit rows widened in registers):
 // memory streams as four sequential runs, nothing is copied, and each key row
-// serves its group's Hq/Hkv heads × Sq tokens, so K/V are read once.
+// serves its group's Hq/Hkv heads × Sq tokens, so K/V are read once. A bf16
+// cache on a CPU with AVX512-BF16 takes vdpbf16ps kernels instead (q·k on the
+// bf16 rows as they are, P rounded to bf16 for P·V, as DESIGN allows for 16-bit
+// inputs): widening in registers made bf16 compute-bound at half fp32's bytes/s.
+// While one kernel computes, it streams into L2 what the next one reads (Q·Kᵀ
+// the tile's V, P·V the next tile's K): the hardware prefetchers alone leave
+// decode latency-bound.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
@@ -27,6 +34,7 @@
 #include "core/decode_partition.h"
 #include "core/sequence_view.h"
 #include "cpu/attention_cpu.h"
+#include "cpu/bf16_dot_kernels.h"
 #include "cpu/cpu_features.h"
 #include "cpu/kv_cache_write.h"
 #include "cpu/microkernels.h"
@@ -103,7 +111,8 @@ struct Partial {
 class DecodeRunner {
  public:
   DecodeRunner(const DecodeParams& dp, const ExecContext& ctx, int tile)
-      : dp_(dp), p_(dp.attn), ctx_(ctx), mk_(cpu_microkernels(cpu_features().isa)), tile_(tile),
+      : dp_(dp), p_(dp.attn), ctx_(ctx), mk_(cpu_microkernels(cpu_features().isa)),
+        bk_(p_.dtype == DType::BF16 ? bf16_dot_kernels() : nullptr), tile_(tile),
         group_rows_(p_.Hq / p_.Hkv * p_.Sq), rows_(p_.Hq * p_.Sq) {}
 
   int64_t rows() const { return rows_; }
@@ -119,23 +128,31 @@ class DecodeRunner {
       hooks = hooks || w.policies.back().has_hooks();
     }
     for (int64_t t = 0; t < p_.Sq; ++t) w.ranges[t] = w.policies.front().keys(t);
+    uint16_t* q16 = reinterpret_cast<uint16_t*>(w.q);  // bk_: q rows as bf16, unscaled (scale applies to the sums)
     for (int64_t x = 0; x < rows_; ++x) {
-      pack_rows(mk_, row_ptr(p_.q, p_.dtype, seq.q_at(p_, x % p_.Sq, x / p_.Sq)), p_.dtype, 0, 1, int(D), p_.scale,
-                w.q + x * D, D);
+      const void* qx = row_ptr(p_.q, p_.dtype, seq.q_at(p_, x % p_.Sq, x / p_.Sq));
+      if (bk_) std::memcpy(q16 + x * D, qx, size_t(D) * sizeof(uint16_t));
+      else pack_rows(mk_, qx, p_.dtype, 0, 1, int(D), p_.scale, w.q + x * D, D);
       out.m[x] = -std::numeric_limits<float>::infinity();
       out.l[x] = 0.0f;
     }
     std::fill(out.acc, out.acc + rows_ * Dv, 0.0f);
 
+    const KvCacheView& c = dp_.cache;
     for (int64_t tile = t0; tile < t1; ++tile) {
       if (ctx_.aborted()) return false;
       const int64_t j0 = tile * T;
       const int n = int(std::min<int64_t>(T, seq.sk - j0));
-      const KvCacheView& c = dp_.cache;
-      for (int j = 0; j < n;) {  // runs of keys within one page
+      for (int j = 0; j < n;) {  // runs of keys within one page; each asks for its V rows
         const int len = int(c.run(j0 + j, n - j));
-        mk_.decode_qk(w.q, int(p_.Hkv), int(group_rows_), int(D), row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, 0)),
-                      c.dtype, c.k_stride[1], c.k_stride[2], len, w.s + j, T);
+        const void* k = row_ptr(c.k, c.dtype, c.k_at(sid, j0 + j, 0));
+        const Span pf = dense_rows(c.v, c.v_stride, Dv, c.v_at(sid, j0 + j, 0), len);
+        if (bk_)
+          bk_->decode_qk(q16, D, int(p_.Hkv), int(group_rows_), int(D), static_cast<const uint16_t*>(k), c.k_stride[1],
+                         c.k_stride[2], len, p_.scale, w.s + j, T, pf.p, pf.bytes);
+        else
+          mk_.decode_qk(w.q, int(p_.Hkv), int(group_rows_), int(D), k, c.dtype, c.k_stride[1], c.k_stride[2], len,
+                        w.s + j, T, pf.p, pf.bytes);
         j += len;
       }
       const bool needs_mask = j0 < u.all.lo || j0 + n > u.all.hi;
@@ -147,10 +164,19 @@ class DecodeRunner {
       mk_.online_softmax(w.s, T, int(rows_), n, out.m, out.l, w.alpha);
       for (int64_t x = 0; x < rows_; ++x)  // acc = diag(alpha)·acc; alpha is exactly 1 while the max holds
         if (w.alpha[x] != 1.0f) mk_.scale(out.acc + x * Dv, int(Dv), w.alpha[x]);
-      for (int j = 0; j < n;) {
+      for (int j = 0; j < n;) {  // each run asks for the K rows of the next tile's matching run, if this piece has one
         const int len = int(c.run(j0 + j, n - j));
-        mk_.decode_pv(w.s + j, T, int(p_.Hkv), int(group_rows_), int(Dv), row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, 0)),
-                      c.dtype, c.v_stride[1], c.v_stride[2], len, out.acc);
+        const void* v = row_ptr(c.v, c.dtype, c.v_at(sid, j0 + j, 0));
+        const int64_t next = j0 + T + j;
+        const Span pf = tile + 1 < t1 && next < seq.sk
+                            ? dense_rows(c.k, c.k_stride, D, c.k_at(sid, next, 0), c.run(next, std::min<int64_t>(len, seq.sk - next)))
+                            : Span{};
+        if (bk_)
+          bk_->decode_pv(w.s + j, T, int(p_.Hkv), int(group_rows_), int(Dv), static_cast<const uint16_t*>(v),
+                         c.v_stride[1], c.v_stride[2], len, out.acc, pf.p, pf.bytes);
+        else
+          mk_.decode_pv(w.s + j, T, int(p_.Hkv), int(group_rows_), int(Dv), v, c.dtype, c.v_stride[1], c.v_stride[2],
+                        len, out.acc, pf.p, pf.bytes);
         j += len;
       }
     }
@@ -195,10 +221,23 @@ class DecodeRunner {
   }
 
  private:
+  struct Span {
+    const void* p = nullptr;
+    int64_t bytes = 0;
+  };
+  // The bytes of `len` cache rows from element `at` on (all heads), for the
+  // kernels to prefetch; empty where rows or heads are strided, since the gaps
+  // would be fetched too.
+  Span dense_rows(const void* base, const int64_t* stride, int64_t width, int64_t at, int64_t len) const {
+    if (stride[2] != width || stride[1] != p_.Hkv * width) return {};
+    return {row_ptr(base, dp_.cache.dtype, at), len * stride[1] * int64_t(dtype_size(dp_.cache.dtype))};
+  }
+
   const DecodeParams& dp_;
   const AttentionParams& p_;
   const ExecContext& ctx_;
   const CpuMicrokernels& mk_;
+  const Bf16DotKernels* bk_;  // a bf16 cache on a CPU with AVX512-BF16: vdpbf16ps straight on the cache rows
   const int tile_;
   const int64_t group_rows_, rows_;
 };

@@ -18,11 +18,13 @@ struct CpuMicrokernels {
   // registers; key j of head h at K + j·ldk + h·ldh elements), four keys at a
   // time with heads inner so memory streams front to back.
   // s[(h·R + r)·lds + j] = q[h·R + r] · k(j, h), for H heads of R query rows each, j < n.
+  // Both also prefetch [pf, pf + pf_bytes) (what the next kernel reads; pf may
+  // be null), spread evenly over their own steps.
   void (*decode_qk)(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n,
-                    float* s, int64_t lds);
+                    float* s, int64_t lds, const void* pf, int64_t pf_bytes);
   // acc[(h·R + r)·Dv + c] += Σ_j p[(h·R + r)·ldp + j] · v(j, h)[c].
   void (*decode_pv)(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv,
-                    int64_t ldh, int n, float* acc);
+                    int64_t ldh, int n, float* acc, const void* pf, int64_t pf_bytes);
   // Largest of x[0..n); -inf for n == 0.
   float (*row_max)(const float* x, int n);
   // x[j] = exp(x[j] - m) in place (exactly 0 where x[j] - m < -87); returns the sum.

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <utility>
 #include "core/dtype.h"
+#include "cpu/cache_prefetch.h"
 #include "cpu/microkernels.h"
 #if defined(__F16C__) || FMHA_VEC_BYTES == 64
 #include <immintrin.h>
@@ -280,22 +281,6 @@ inline vf load_f32(const void* row, int64_t d) {
   }
 }
 
-// Asks for the cache rows kAheadHeads heads past (key group j0 of `keys` keys,
-// head h) in the kernels' order (key groups, heads inner), wrapping to the next group. Decode does
-// too little work per cache line for the out-of-order window alone to keep
-// enough reads in flight, and one key's heads are often exactly a page, where
-// hardware prefetchers restart.
-constexpr int kAheadHeads = 1;
-inline void prefetch_ahead(const void* base, int es, int64_t ldk, int64_t ldh, int H, int d, int n, int keys, int j0,
-                           int h) {
-  int jq = j0, hh = h + kAheadHeads;
-  while (hh >= H) { hh -= H; jq += keys; }
-  for (int i = 0; i < keys && jq + i < n; ++i) {
-    const char* row = static_cast<const char*>(base) + ((jq + i) * ldk + hh * ldh) * es;
-    for (int b = 0; b < d * es; b += 64) __builtin_prefetch(row + b, 0, 3);
-  }
-}
-
 // N cache rows from `base` (key j0's row of one head), ld elements apart; rows
 // past `count` repeat row 0 so register tiles stay full (their results are dropped).
 template <int N>
@@ -361,12 +346,13 @@ __attribute__((always_inline)) inline void qk_block(const float* q, int D, int D
 // sums are reduced together.
 template <DType T>
 void decode_qk_t(const float* q, int H, int R, int D, const void* K, int64_t ldk, int64_t ldh, int n, float* s,
-                 int64_t lds) {
+                 int64_t lds, const void* pf, int64_t pf_bytes) {
   const int Dvec = D - D % VL, es = T == DType::F32 ? 4 : 2;
+  PrefetchStream ahead(pf, pf_bytes, int64_t((n + 3) / 4) * H);
   for (int j0 = 0; j0 < n; j0 += 4) {
     const int nk = n - j0 < 4 ? n - j0 : 4;
     for (int h = 0; h < H; ++h) {
-      prefetch_ahead(K, es, ldk, ldh, H, D, n, 4, j0, h);
+      ahead.next();
       const void* k[4];
       key_rows<4>(static_cast<const char*>(K) + (j0 * ldk + h * ldh) * es, T, ldk, nk, k);
       for (int r0 = 0; r0 < R; r0 += 4) {
@@ -430,12 +416,13 @@ inline void pv_row_block(const float* pr, int64_t ldp, const void* const v[kPvKe
 // heads inner): acc[(h·R + r)·Dv + c] += Σ_j p[(h·R + r)·ldp + j]·v(j, h)[c].
 template <DType T>
 void decode_pv_t(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, int64_t ldv, int64_t ldh, int n,
-                 float* acc) {
+                 float* acc, const void* pf, int64_t pf_bytes) {
   const int es = T == DType::F32 ? 4 : 2;
+  PrefetchStream ahead(pf, pf_bytes, int64_t((n + kPvKeys - 1) / kPvKeys) * H);
   for (int j0 = 0; j0 < n; j0 += kPvKeys) {
     const int nk = n - j0 < kPvKeys ? n - j0 : kPvKeys;
     for (int h = 0; h < H; ++h) {
-      prefetch_ahead(V, es, ldv, ldh, H, Dv, n, kPvKeys, j0, h);
+      ahead.next();
       const void* v[kPvKeys];
       key_rows<kPvKeys>(static_cast<const char*>(V) + (j0 * ldv + h * ldh) * es, T, ldv, nk, v);
       for (int r0 = 0; r0 < R; r0 += 4) {
@@ -449,17 +436,17 @@ void decode_pv_t(const float* p, int64_t ldp, int H, int R, int Dv, const void* 
 }
 
 void decode_qk(const float* q, int H, int R, int D, const void* K, DType t, int64_t ldk, int64_t ldh, int n, float* s,
-               int64_t lds) {
-  if (t == DType::F32) decode_qk_t<DType::F32>(q, H, R, D, K, ldk, ldh, n, s, lds);
-  else if (t == DType::BF16) decode_qk_t<DType::BF16>(q, H, R, D, K, ldk, ldh, n, s, lds);
-  else decode_qk_t<DType::F16>(q, H, R, D, K, ldk, ldh, n, s, lds);
+               int64_t lds, const void* pf, int64_t pf_bytes) {
+  if (t == DType::F32) decode_qk_t<DType::F32>(q, H, R, D, K, ldk, ldh, n, s, lds, pf, pf_bytes);
+  else if (t == DType::BF16) decode_qk_t<DType::BF16>(q, H, R, D, K, ldk, ldh, n, s, lds, pf, pf_bytes);
+  else decode_qk_t<DType::F16>(q, H, R, D, K, ldk, ldh, n, s, lds, pf, pf_bytes);
 }
 
 void decode_pv(const float* p, int64_t ldp, int H, int R, int Dv, const void* V, DType t, int64_t ldv, int64_t ldh,
-               int n, float* acc) {
-  if (t == DType::F32) decode_pv_t<DType::F32>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc);
-  else if (t == DType::BF16) decode_pv_t<DType::BF16>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc);
-  else decode_pv_t<DType::F16>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc);
+               int n, float* acc, const void* pf, int64_t pf_bytes) {
+  if (t == DType::F32) decode_pv_t<DType::F32>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc, pf, pf_bytes);
+  else if (t == DType::BF16) decode_pv_t<DType::BF16>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc, pf, pf_bytes);
+  else decode_pv_t<DType::F16>(p, ldp, H, R, Dv, V, ldv, ldh, n, acc, pf, pf_bytes);
 }
 
 // More independent chains than FMA latency × FMA pipes, so the loop is bound by
