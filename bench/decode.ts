@@ -1,8 +1,11 @@
 // Decode over a KV cache (LeanAttention), CPU, side by side in one run with
 // tinybench: step time (median) and achieved bandwidth (bytes of K and V read ÷ time)
 // against this machine's read bandwidth measured in the same run on the same
-// threads (measureMemoryBandwidth: a vectorized sum over a 1 GiB buffer), for
-// the strategies lean (stream-K), split (FlashDecoding), single and auto.
+// threads (measureMemoryBandwidth: a vectorized sum over a 1 GiB buffer at the
+// start and end, and over 256 MiB right before and after each shape, whose mean
+// the shape's percentages use: this shared machine's bandwidth moved between 22
+// and 40 GB/s within one run), for the strategies lean (stream-K), split
+// (FlashDecoding), single and auto.
 // Writes bench/results/decode-<date>[-<filter>].json.
 //   npm run bench:decode                   every shape
 //   node dist/bench/decode.js --filter RE  only shapes whose label matches RE
@@ -24,6 +27,8 @@ const RUNS: { key: string; strategy: DecodeStrategy }[] = [...STRATEGIES.map((s)
 interface Case { label: string; lengths: number[]; Hq: number; Hkv: number; D: number; dtype: DType }
 interface Row extends Case {
   bytes: number;
+  /** Read bandwidth (GB/s) probed right before and after this shape's runs; percentages use their mean. */
+  bandwidthGbps: { before: number; after: number };
   results: Record<string, { ms: number; gbps: number; ofBandwidth: number } | { unsupported: string }>;
 }
 
@@ -68,7 +73,9 @@ async function time(fn: () => unknown): Promise<number | { unsupported: string }
   return res.latency.p50;  // the median: one hiccup of this shared machine does not move it
 }
 
-async function benchCase(c: Case, bandwidthGbps: number): Promise<Row | undefined> {
+const probe = (): number => measureMemoryBandwidth(256).gbps;
+
+async function benchCase(c: Case): Promise<Row | undefined> {
   const B = c.lengths.length, cap = Math.max(...c.lengths);
   const elemBytes = c.dtype === 'float32' ? 4 : 2;
   const cacheBytes = 2 * B * cap * c.Hkv * c.D * elemBytes;
@@ -81,20 +88,23 @@ async function benchCase(c: Case, bandwidthGbps: number): Promise<Row | undefine
   const q = fillTensor([B, c.Hq, c.D], c.dtype, 1);
   const lens = Int32Array.from(c.lengths);
   const bytes = c.lengths.reduce((a, l) => a + l, 0) * c.Hkv * 2 * c.D * elemBytes;
+  const before = probe();
+  const times: [string, number | { unsupported: string }][] = [];
+  for (const { key, strategy } of RUNS) times.push([key, await time(() => decodeAttentionSync(q, k, v, lens, { strategy }))]);
+  const after = probe(), local = (before + after) / 2;
   const results: Row['results'] = {};
-  for (const { key, strategy } of RUNS) {
-    const t = await time(() => decodeAttentionSync(q, k, v, lens, { strategy }));
-    results[key] = typeof t === 'number'
-      ? { ms: t, gbps: bytes / t / 1e6, ofBandwidth: bytes / t / 1e6 / bandwidthGbps }
-      : t;
-  }
-  return { ...c, bytes, results };
+  for (const [key, t] of times)
+    results[key] = typeof t === 'number' ? { ms: t, gbps: bytes / t / 1e6, ofBandwidth: bytes / t / 1e6 / local } : t;
+  return { ...c, bytes, bandwidthGbps: { before, after }, results };
 }
 
 function printTable(rows: Row[]): void {
   const ms = (r: Row, s: string) => { const x = r.results[s]; return x && 'ms' in x ? x.ms : NaN; };
   console.table(rows.map((r) => {
-    const o: Record<string, string> = { shape: r.label, 'MiB read': (r.bytes / 2 ** 20).toFixed(0) };
+    const o: Record<string, string> = {
+      shape: r.label, 'MiB read': (r.bytes / 2 ** 20).toFixed(0),
+      'probe GB/s': `${r.bandwidthGbps.before.toFixed(0)}/${r.bandwidthGbps.after.toFixed(0)}`,
+    };
     for (const s of STRATEGIES) {
       const x = r.results[s];
       o[s] = !x ? '' : 'ms' in x ? `${x.ms.toFixed(2)} ms ${x.gbps.toFixed(1)} GB/s (${(100 * x.ofBandwidth).toFixed(0)}%)` : 'n/a';
@@ -118,7 +128,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const c of cases()) {
     if (filter && !filter.test(c.label)) continue;
-    const r = await benchCase(c, bw.gbps);
+    const r = await benchCase(c);
     if (r) { rows.push(r); printTable([r]); }
   }
   const bwEnd = measureMemoryBandwidth(1024);
