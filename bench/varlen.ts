@@ -2,10 +2,11 @@
 // side in one run with tinybench: on ragged batches, vanilla and fused on the
 // padded batch (with seqlensK, so all compute the same function),
 // onnxruntime-node's MultiHeadAttention looped over the sequences (the best a
-// Node user has today), and pack + varlenAttention + unpack end to end. Reports
+// Node user has today), and pack + varlenAttention + unpack end to end: into
+// warm preallocated outs (how a server runs it) and into new outputs. Reports
 // ms, useful GFLOP/s (the real lengths' FLOPs only), the ideal speedup, and
-// pack / unpack against a memcpy floor measured in the same run. Writes
-// bench/results/varlen-<date>.json.
+// pack / unpack, fresh and into a warm out, against a memcpy floor measured in
+// the same run. Writes bench/results/varlen-<date>.json.
 //   npm run bench:varlen                   every batch and head shape
 //   node dist/bench/varlen.js --filter RE  only rows whose label matches RE
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 import {
   attentionSync, vanillaAttentionSync, varlenAttentionSync, packSequences, unpackSequences, setNumThreads, backends,
-  type Tensor,
+  Tensor,
 } from '../lib/index.js';
 import { randomTensor } from './shapes.js';
 
@@ -24,7 +25,8 @@ const THREADS = 2;
 interface Batch { name: string; lengths: number[] }
 interface Heads { H: number; D: number }
 type Outcome = { ms: number; gflops: number } | { unsupported: string };
-interface Copy { ms: number; bytes: number; floorMs: number; allocFloorMs: number }
+/** ms: into a new output; outMs: into a warm opts.out. */
+interface Copy { ms: number; outMs: number; bytes: number; floorMs: number; allocFloorMs: number }
 interface Row {
   label: string; batch: string; B: number; H: number; D: number; maxlen: number; tokens: number;
   usefulFlops: number; idealSpeedup: number; idealVsFusedSeqlensK: number;
@@ -136,19 +138,30 @@ async function benchRow(batch: Batch, { H, D }: Heads): Promise<Row> {
   if ('unsupported' in ort) results['ort-mha loop'] = ort;
   else { record('ort-mha loop', await time(ort.run, false)); await ort.release(); }
 
-  const varlen = (qq: Tensor, kk: Tensor, vv: Tensor) =>
-    varlenAttentionSync(qq, kk, vv, { cuSeqlensQ: cu, cuSeqlensK: cu, maxSeqlenQ: maxlen, maxSeqlenK: maxlen });
+  const varlen = (qq: Tensor, kk: Tensor, vv: Tensor, out?: Tensor) =>
+    varlenAttentionSync(qq, kk, vv, { cuSeqlensQ: cu, cuSeqlensK: cu, maxSeqlenQ: maxlen, maxSeqlenK: maxlen, out });
+  // A server's staging buffers: allocated once and touched, reused by every call.
+  const warm = (like: Tensor) => new Tensor('float32', new Float32Array(like.size).fill(0), like.shape);
+  const packOuts = [pq.packed, pk.packed, pv.packed].map(warm) as [Tensor, Tensor, Tensor];
+  const varlenOut = warm(pq.packed), unpackOut = warm(q);
   record('pack+varlen+unpack', await time(() => {
+    [q, k, v].forEach((t, i) => packSequences(t, lengths, { out: packOuts[i] }));
+    return unpackSequences(varlen(...packOuts, varlenOut), cu, maxlen, { out: unpackOut });
+  }, heavy));
+  record('pack+varlen+unpack fresh', await time(() => {
     const [a, b, c] = [q, k, v].map((t) => packSequences(t, lengths).packed) as [Tensor, Tensor, Tensor];
     return unpackSequences(varlen(a, b, c), cu, maxlen);
   }, heavy));
   const varlenOnly = await time(() => varlen(pq.packed, pk.packed, pv.packed), heavy);
   const out = varlen(pq.packed, pk.packed, pv.packed);
 
-  // Copies: pack writes T·H·D floats, unpack B·maxlen·H·D (rows past each length are zeros of the new buffer).
+  // Copies: pack writes T·H·D floats; unpack B·maxlen·H·D (into a new buffer only the real rows, its
+  // pads are V8's zeros; into a warm out the pads are written as zeros too).
   const packBytes = pq.packed.data.byteLength, unpackBytes = q.data.byteLength;
   const packMs = await time(() => packSequences(q, lengths), false);
+  const packOutMs = await time(() => packSequences(q, lengths, { out: packOuts[0] }), false);
   const unpackMs = await time(() => unpackSequences(out, cu, maxlen), false);
+  const unpackOutMs = await time(() => unpackSequences(out, cu, maxlen, { out: unpackOut }), false);
   const mPack = await memcpyMs(packBytes), mUnpack = await memcpyMs(unpackBytes);
   const num = (x: number | { unsupported: string }) => (typeof x === 'number' ? x : NaN);
 
@@ -157,8 +170,8 @@ async function benchRow(batch: Batch, { H, D }: Heads): Promise<Row> {
     idealSpeedup: (B * maxlen * maxlen) / sumSq,
     idealVsFusedSeqlensK: (maxlen * lengths.reduce((a, l) => a + l, 0)) / sumSq,
     results,
-    pack: { ms: num(packMs), bytes: packBytes, floorMs: mPack.warm, allocFloorMs: mPack.fresh },
-    unpack: { ms: num(unpackMs), bytes: unpackBytes, floorMs: mUnpack.warm, allocFloorMs: mUnpack.fresh },
+    pack: { ms: num(packMs), outMs: num(packOutMs), bytes: packBytes, floorMs: mPack.warm, allocFloorMs: mPack.fresh },
+    unpack: { ms: num(unpackMs), outMs: num(unpackOutMs), bytes: unpackBytes, floorMs: mUnpack.warm, allocFloorMs: mUnpack.fresh },
     varlenOnlyMs: num(varlenOnly),
   };
 }
@@ -180,7 +193,7 @@ async function balance(): Promise<{ lengths: string; H: number; D: number; ms1: 
 }
 
 function printTable(rows: Row[]): void {
-  const names = ['vanilla padded', 'fused padded', 'ort-mha loop', 'pack+varlen+unpack'];
+  const names = ['vanilla padded', 'fused padded', 'ort-mha loop', 'pack+varlen+unpack', 'pack+varlen+unpack fresh'];
   console.table(rows.map((r) => {
     const o: Record<string, string> = { batch: r.label, 'Σlen': String(r.tokens) };
     for (const n of names) {
@@ -204,15 +217,24 @@ function printTable(rows: Row[]): void {
         [ms('fused padded'), ms('vanilla padded'), ms('ort-mha loop')].map((m) => `${(m / r.varlenOnlyMs).toFixed(2)}x`).join(' / '),
     };
   }));
-  console.table(rows.map((r) => ({
-    batch: r.label,
-    'pack ms (1 tensor)': r.pack.ms.toFixed(2),
-    'pack floor ms (memcpy / alloc+memcpy)': `${r.pack.floorMs.toFixed(2)} / ${r.pack.allocFloorMs.toFixed(2)}`,
-    'pack vs floor': `${(r.pack.floorMs / r.pack.ms).toFixed(2)} / ${(r.pack.allocFloorMs / r.pack.ms).toFixed(2)}`,
-    'unpack ms': r.unpack.ms.toFixed(2),
-    'unpack floor ms (memcpy / alloc+memcpy)': `${r.unpack.floorMs.toFixed(2)} / ${r.unpack.allocFloorMs.toFixed(2)}`,
-    'unpack vs floor': `${(r.unpack.floorMs / r.unpack.ms).toFixed(2)} / ${(r.unpack.allocFloorMs / r.unpack.ms).toFixed(2)}`,
-  })));
+  // each copy fresh / into a warm out, and the warm memcpy floor over each
+  const copy = (c: Copy) => ({
+    ms: `${c.ms.toFixed(2)} / ${c.outMs.toFixed(2)}`,
+    floor: `${c.floorMs.toFixed(2)} / ${c.allocFloorMs.toFixed(2)}`,
+    vs: `${(c.floorMs / c.ms).toFixed(2)} / ${(c.floorMs / c.outMs).toFixed(2)}`,
+  });
+  console.table(rows.map((r) => {
+    const p = copy(r.pack), u = copy(r.unpack);
+    return {
+      batch: r.label,
+      'pack ms, 1 tensor (fresh / warm out)': p.ms,
+      'pack floor ms (memcpy / alloc+memcpy)': p.floor,
+      'pack vs floor (fresh / warm out)': p.vs,
+      'unpack ms (fresh / warm out)': u.ms,
+      'unpack floor ms (memcpy / alloc+memcpy)': u.floor,
+      'unpack vs floor (fresh / warm out)': u.vs,
+    };
+  }));
 }
 
 async function main(): Promise<void> {
@@ -232,7 +254,9 @@ async function main(): Promise<void> {
   console.log(`fmha varlen, CPU fp32, ${THREADS} threads (${backends().cpu.isa}); onnxruntime-node intra-op threads ${THREADS}`);
   console.log('GF/s: useful FLOPs 4·H·D·Σlen² (non-causal) ÷ time; ideal = B·maxlen²/Σlen² (padded work ÷ useful work);');
   console.log('"ideal vs seqlensK skip" = maxlen·Σlen/Σlen²: fused padded with seqlensK already skips masked key blocks, so this is what removing the pad query rows can still save');
-  console.log('copy floors: bytes the call writes ÷ Buffer.copy speed on a buffer of that size, into a warm buffer / into a new Buffer.alloc one');
+  console.log('pack+varlen+unpack: into warm preallocated outs (pack, varlenAttention and unpack opts.out), as a server runs it; the "vs" ratios use it; "fresh": new outputs every call');
+  console.log('copy floors: bytes the call writes ÷ Buffer.copy speed on a buffer of that size, into a warm buffer / into a new Buffer.alloc one;');
+  console.log('"vs floor" = warm memcpy floor ÷ the call\'s time (1 = memcpy speed), for the call into a new output / into a warm opts.out');
   printTable(rows);
   console.log(`scheduling by cost: varlen on ${bal.lengths}, H=${bal.H} D=${bal.D}: 1 thread ${bal.ms1.toFixed(2)} ms, ${THREADS} threads ${bal.ms2.toFixed(2)} ms (${bal.speedup.toFixed(2)}x)`);
 
@@ -249,7 +273,9 @@ async function main(): Promise<void> {
       idealSpeedup: 'B·maxlen² / Σlen²',
       idealVsFusedSeqlensK: 'maxlen·Σlen / Σlen² (fused padded skips key blocks past seqlensK)',
       copyFloor: 'bytes written ÷ Buffer.prototype.copy rate on a buffer of that size (floorMs: warm target; allocFloorMs: new Buffer.alloc target)',
-      pack: 'packSequences of one padded [B, maxlen, H, D] tensor', unpack: 'unpackSequences of the varlen output to [B, maxlen, H, D]',
+      pack: 'packSequences of one padded [B, maxlen, H, D] tensor (ms: new output; outMs: into a warm opts.out)',
+      unpack: 'unpackSequences of the varlen output to [B, maxlen, H, D] (ms: new output; outMs: into a warm opts.out, pads written as zeros)',
+      e2e: "'pack+varlen+unpack': pack q, k, v, varlenAttentionSync, unpack, each into a warm preallocated opts.out; 'pack+varlen+unpack fresh': new outputs",
     },
     rows, balance: bal,
   }, null, 2) + '\n');

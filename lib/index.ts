@@ -10,7 +10,7 @@ export {
   type DecodeOptions, type DecodeAttentionOptions, type CacheDecodeOptions, type DecodeStrategy,
 } from './decode.js';
 export { KVCache, type KVCacheOptions } from './kv_cache.js';
-export { packSequences, unpackSequences, type PackedSequences } from './packing.js';
+export { packSequences, unpackSequences, type PackedSequences, type PackingOptions } from './packing.js';
 export { DeviceTensor, toDevice, cudaMemoryStats, type ToDeviceOptions, type CudaMemoryStats } from './device.js';
 export {
   backends, measureCpuPeak, measureMemoryBandwidth, setNumThreads,

@@ -93,8 +93,13 @@ export interface BackendsInfo {
 /** 'varlen' is the fused kernel over packed [T, H, D] sequences. */
 export type AttentionKind = 'fused' | 'vanilla' | 'varlen';
 
+/** Options of packSequences / unpackSequences as the addon receives them. */
+export interface NativePackingOptions {
+  out?: NativeAnyTensor;
+}
+
 export interface NativePackResult {
-  packed: TensorData | NativeDeviceHandle;  // a handle when `device` is set
+  packed: TensorData | NativeDeviceHandle;  // a handle when `device` is set; opts.out's when given
   packedShape: number[];
   cuSeqlens: Int32Array;
   maxSeqlen: number;
@@ -102,7 +107,7 @@ export interface NativePackResult {
 }
 
 export interface NativeUnpackResult {
-  padded: TensorData | NativeDeviceHandle;  // a handle when `device` is set
+  padded: TensorData | NativeDeviceHandle;  // a handle when `device` is set; opts.out's when given
   paddedShape: number[];
   device?: number;
 }
@@ -160,10 +165,10 @@ export interface Binding {
                 opts: NativeAttentionOptions): NativeAttentionResult;
   attentionAsync(kind: AttentionKind, q: NativeAnyTensor, k: NativeAnyTensor, v: NativeAnyTensor,
                  opts: NativeAttentionOptions): Promise<NativeAttentionResult>;
-  /** [sync] Removes padding: padded [B, S, H, D] → packed [T, H, D]. */
-  packSequences(padded: NativeAnyTensor, lengths: unknown): NativePackResult;
-  /** [sync] Rebuilds padding: packed [T, H, D] → zero-filled [B, seqLen, H, D]. */
-  unpackSequences(packed: NativeAnyTensor, cuSeqlens: unknown, seqLen: unknown): NativeUnpackResult;
+  /** [sync] Removes padding: padded [B, S, H, D] → packed [T, H, D] (into opts.out when given). */
+  packSequences(padded: NativeAnyTensor, lengths: unknown, opts: NativePackingOptions | undefined): NativePackResult;
+  /** [sync] Rebuilds padding: packed [T, H, D] → [B, seqLen, H, D], pads zero (into opts.out when given). */
+  unpackSequences(packed: NativeAnyTensor, cuSeqlens: unknown, seqLen: unknown, opts: NativePackingOptions | undefined): NativeUnpackResult;
   /** Throws FmhaError when the tensor is malformed (one validator, shared with attention). */
   validateTensor(t: NativeAnyTensor, name: string): void;
   /** Contiguous float32 copy of any (possibly strided) tensor. */

@@ -3,12 +3,13 @@
 // with zero-length sequences, Sq_b ≠ Sk_b, GQA, every option, head dims and
 // dtypes, packed buffers longer than cuSeqlens[B] (rows past it: out untouched
 // or 0, lse −Infinity), and the padding-free pipeline pack → varlen → unpack on
-// the device against padded attention with seqlensK.
+// the device against padded attention with seqlensK; pack / unpack into a
+// caller's device out, and a bad out leaving it untouched.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   Tensor, packSequences, unpackSequences, varlenAttention, attention,
-  type VarlenAttentionOptions, type AttentionWithLse, type DType,
+  type VarlenAttentionOptions, type AttentionWithLse, type DType, type DeviceTensor,
 } from '../lib/index.js';
 import {
   referenceVarlen, cuSeqlensOf, readValues, relFrobenius, bitwiseEqual, rng, OUT_TOL, type VarlenRefResult,
@@ -145,6 +146,67 @@ pack('device pack and unpack equal the host ones bitwise (zero-length sequences,
     } finally {
       pool.dispose();
     }
+  }
+});
+
+pack('device pack and unpack into a NaN-poisoned device out equal the fresh ones bitwise (pad rows 0); the call returns out', async () => {
+  for (const dtype of DTYPES) {
+    const B = 5, S = 70, H = 3, D = 40, lengths = [70, 0, 1, 33, 69];
+    const padded = randomTensor(rng(30503), [B, S, H, D], dtype);
+    const host = packSequences(padded, lengths);
+    const pool = new DevicePool();
+    try {
+      const packOut = await pool.up(nanTensor(host.packed.shape, dtype));
+      const dev = packSequences(await pool.up(padded), lengths, { out: packOut });
+      assert.ok(dev.packed === packOut, 'pack returns opts.out itself');
+      assert.equal([...dev.cuSeqlens], [...host.cuSeqlens]);
+      assert.ok(bitwiseEqual((await packOut.toHost()).data, host.packed.data), `${dtype}: packed into out`);
+      for (const seqLen of [undefined, 80]) {
+        const want = unpackSequences(host.packed, host.cuSeqlens, seqLen);
+        const out = await pool.up(nanTensor(want.shape, dtype));
+        assert.ok(unpackSequences(packOut, dev.cuSeqlens, seqLen, { out }) === out, 'unpack returns opts.out itself');
+        assert.ok(bitwiseEqual((await out.toHost()).data, want.data), `${dtype}: unpacked into out (seqLen ${seqLen}), every pad row 0`);
+      }
+      const allPad = await pool.up(nanTensor([3, 4, H, D], dtype));  // every sequence empty: all rows are pads
+      unpackSequences(packOut, new Int32Array(4), 4, { out: allPad });
+      assert.ok((await allPad.toHost()).data.every((x) => x === 0), `${dtype}: all-padding unpack zeroes out`);
+    } finally {
+      pool.dispose();
+    }
+  }
+});
+
+pack('a bad opts.out (shape, dtype, strided view, overlap, the other side) → FmhaError, out untouched', async () => {
+  const pool = new DevicePool();
+  try {
+    const lengths = [5, 0, 3], cu = cuSeqlensOf(lengths);
+    const hostPadded = randomTensor(rng(30504), [3, 5, 2, 4]);
+    const padded = await pool.up(hostPadded);
+    const packed = pool.keep(packSequences(padded, lengths).packed);
+    const poison = (shape: number[], dtype: DType = 'float32') => pool.up(nanTensor(shape, dtype));
+    const wide = await poison([8, 2, 8]);
+    const cases: [string, string, RegExp[], DeviceTensor | Tensor, () => unknown][] = [];
+    const add = (name: string, code: string, msg: RegExp[], out: DeviceTensor | Tensor, call: (o: never) => unknown) =>
+      cases.push([name, code, msg, out, () => call(out as never)]);
+    add('pack: wrong shape', 'ERR_FMHA_SHAPE', [/opts\.out\.shape/], await poison([9, 2, 4]), (o: DeviceTensor) => packSequences(padded, lengths, { out: o }));
+    add('pack: wrong dtype', 'ERR_FMHA_DTYPE', [/opts\.out\.dtype/], await poison([8, 2, 4], 'float16'), (o: DeviceTensor) => packSequences(padded, lengths, { out: o }));
+    add('pack: strided view', 'ERR_FMHA_ARGUMENT', [/contiguous/], pool.keep(wide.view([8, 2, 4], [16, 8, 1])), (o: DeviceTensor) => packSequences(padded, lengths, { out: o }));
+    add('pack: overlapping padded', 'ERR_FMHA_ARGUMENT', [/overlap/], pool.keep(padded.view([8, 2, 4])), (o: DeviceTensor) => packSequences(padded, lengths, { out: o }));
+    add('pack: host out, device padded', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /DeviceTensor/], nanTensor([8, 2, 4]), (o: Tensor) => packSequences(padded as unknown as Tensor, lengths, { out: o }));
+    add('pack: device out, host padded', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /host/], await poison([8, 2, 4]), (o: DeviceTensor) => packSequences(hostPadded as unknown as DeviceTensor, lengths, { out: o }));
+    add('unpack: wrong shape', 'ERR_FMHA_SHAPE', [/opts\.out\.shape/], await poison([3, 6, 2, 4]), (o: DeviceTensor) => unpackSequences(packed, cu, undefined, { out: o }));
+    add('unpack: wrong dtype', 'ERR_FMHA_DTYPE', [/opts\.out\.dtype/], await poison([3, 5, 2, 4], 'bfloat16'), (o: DeviceTensor) => unpackSequences(packed, cu, undefined, { out: o }));
+    add('unpack: host out, device packed', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /DeviceTensor/], nanTensor([3, 5, 2, 4]), (o: Tensor) => unpackSequences(packed as unknown as Tensor, cu, undefined, { out: o }));
+    add('unpack: seqLen below the longest', 'ERR_FMHA_ARGUMENT', [/seqLen/], await poison([3, 4, 2, 4]), (o: DeviceTensor) => unpackSequences(packed, cu, 4, { out: o }));
+    for (const [name, code, msg, out, call] of cases) {
+      const before = out instanceof Tensor ? out.data.slice() : (await out.toHost()).data;
+      assertFmhaError(catchSync(call), code, msg, name);
+      const after = out instanceof Tensor ? out.data : (await out.toHost()).data;
+      assert.ok(bitwiseEqual(after, before), `${name}: out not written`);
+    }
+    assert.ok(bitwiseEqual((await padded.toHost()).data, hostPadded.data), 'padded untouched (the overlapping out)');
+  } finally {
+    pool.dispose();
   }
 });
 

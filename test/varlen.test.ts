@@ -2,13 +2,14 @@
 // against a per-sequence float64 reference (referenceVarlen), every option,
 // the bug classes other libraries had (zero-length sequences, max_seqlen 1,
 // fewer tokens than sequences, a packed buffer longer than cuSeqlens[B]),
-// malformed cuSeqlens → FmhaError, packSequences / unpackSequences, and a
-// cross-check against fused attention on the padded batch with seqlensK.
+// malformed cuSeqlens → FmhaError, packSequences / unpackSequences (fresh and
+// into a caller's out), and a cross-check against fused attention on the
+// padded batch with seqlensK.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   Tensor, FmhaError, attention, attentionSync, varlenAttention, varlenAttentionSync, packSequences, unpackSequences,
-  type VarlenAttentionOptions, type AttentionWithLse, type FmhaErrorCode,
+  setNumThreads, backends, type VarlenAttentionOptions, type AttentionWithLse, type FmhaErrorCode, type DType,
 } from '../lib/index.js';
 import {
   referenceVarlen, cuSeqlensOf, readValues, relFrobenius, compareLse, bitwiseEqual, rng,
@@ -449,3 +450,136 @@ for (const [name, code, msg, fn] of PACK_ERRS) {
   packing(`${code}: ${name}`, () => { assertFmhaError(catchSync(fn), code, msg, name); });
 }
 packing.run();
+
+// ---------------------------------------------------------------------------
+const into = suite('packSequences / unpackSequences into opts.out');
+
+/** A NaN-poisoned out receives exactly what a fresh call returns (every pad row of unpack included) and is the result. */
+function checkInto(label: string, padded: Tensor, lengths: number[], seqLens: (number | undefined)[]): void {
+  const fresh = packSequences(padded, lengths);
+  const T = fresh.cuSeqlens[lengths.length]!, [, , H, D] = padded.shape as [number, number, number, number];
+  const packOut = nanTensor([T, H, D], padded.dtype);
+  const p = packSequences(padded, lengths, { out: packOut });
+  assert.ok(p.packed === packOut, `${label}: pack returns opts.out itself`);
+  assert.equal([...p.cuSeqlens], [...fresh.cuSeqlens], `${label}: cuSeqlens`);
+  assert.is(p.maxSeqlen, fresh.maxSeqlen, `${label}: maxSeqlen`);
+  assert.ok(bitwiseEqual(packOut.data, fresh.packed.data), `${label}: pack into out == fresh pack, bitwise`);
+  for (const seqLen of seqLens) {
+    const want = unpackSequences(fresh.packed, fresh.cuSeqlens, seqLen);
+    const out = nanTensor(want.shape, padded.dtype);
+    const got = unpackSequences(fresh.packed, fresh.cuSeqlens, seqLen, { out });
+    assert.ok(got === out, `${label}: unpack returns opts.out itself`);
+    // the fresh result's pads are +0: the poisoned out must hold exactly those zeros
+    assert.ok(bitwiseEqual(out.data, want.data), `${label} seqLen ${seqLen}: unpack into out == fresh unpack (pad rows 0), bitwise`);
+  }
+}
+
+for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
+  into(`${dtype}: odd sizes, lengths 0, 1 and S, seqLen above the longest; pad rows of a NaN out become 0`, () => {
+    checkInto(dtype, randomTensor(rng(20900), [5, 11, 3, 7], dtype), [11, 0, 1, 6, 10], [undefined, 11, 14]);
+    checkInto(`${dtype} every length 0`, randomTensor(rng(20901), [3, 4, 1, 3], dtype), [0, 0, 0], [undefined, 4]);
+    checkInto(`${dtype} B = 0`, randomTensor(rng(20902), [0, 4, 1, 3], dtype), [], [undefined, 2]);
+  });
+}
+
+into('strided inputs: a padded view packs into out, a packed view unpacks into out', () => {
+  const B = 3, S = 9, H = 2, D = 6, lengths = [9, 4, 0];
+  const qkv = randomTensor(rng(20903), [B, S, 3, H, D]);
+  const k = new Tensor('float32', qkv.data.subarray(H * D), [B, S, H, D], [S * 3 * H * D, 3 * H * D, D, 1]);
+  checkInto('strided padded', k, lengths, [undefined, 12]);
+  const wide = randomTensor(rng(20904), [13, H, 2 * D]);  // the first half of each head's row
+  const half = new Tensor('float32', wide.data, [13, H, D], [2 * H * D, 2 * D, 1]);
+  const cu = cuSeqlensOf([9, 4, 0]);
+  const want = unpackSequences(half, cu, 10), out = nanTensor([3, 10, H, D]);
+  assert.ok(unpackSequences(half, cu, 10, { out }) === out);
+  assert.ok(bitwiseEqual(out.data, want.data), 'strided packed into out');
+});
+
+into('threaded copies (8 MiB+): pool pieces that split sequences in their rows and in their pads, 1 to 3 threads', () => {
+  // 7·512 padded rows: with 2 threads the split falls in sequence 3's pads, with 3 in sequences 2 and 4's rows
+  const lengths = [512, 1, 300, 100, 511, 17, 0];
+  const padded = randomTensor(rng(20905), [7, 512, 8, 64]);
+  const initial = backends().cpu.threads;
+  try {
+    for (const n of [1, 2, 3]) {
+      setNumThreads(n);
+      checkInto(`${n} threads`, padded, lengths, [512, 515]);
+    }
+  } finally {
+    setNumThreads(initial);
+  }
+});
+
+into('out is written again on every call (a reused buffer holds only the latest result)', () => {
+  const padded = randomTensor(rng(20906), [2, 6, 2, 4]), cu = cuSeqlensOf([6, 2]);
+  const out = nanTensor([2, 6, 2, 4]);
+  unpackSequences(packSequences(padded, [6, 6]).packed, cuSeqlensOf([6, 6]), 6, { out });
+  const p = packSequences(padded, [6, 2]).packed;
+  unpackSequences(p, cu, 6, { out });
+  assert.ok(bitwiseEqual(out.data, unpackSequences(p, cu, 6).data), 'the rows past length 2 are 0 again, not the previous call\'s');
+});
+
+into('opts null or without out: a new result, as without opts', () => {
+  const padded = randomTensor(rng(20907), [2, 3, 1, 2]);
+  for (const opts of [null, undefined, {}, { out: undefined }]) {
+    const p = packSequences(padded, [3, 1], opts);
+    assert.ok(bitwiseEqual(p.packed.data, packSequences(padded, [3, 1]).packed.data));
+    assert.ok(bitwiseEqual(unpackSequences(p.packed, p.cuSeqlens, 4, opts).data, unpackSequences(p.packed, p.cuSeqlens, 4).data));
+  }
+});
+
+// Every case: the out handed in (NaN-poisoned, unless it aliases the input) is bitwise unchanged after the error.
+interface OutErrCase { name: string; code: FmhaErrorCode; msg: RegExp[]; make: () => { out: Tensor; call: () => unknown } }
+const PB = 3, PS = 5, PH = 2, PD = 4, PLEN = [5, 0, 3];  // packed [8, 2, 4]
+const padIn = (dtype: DType = 'float32') => randomTensor(rng(20910), [PB, PS, PH, PD], dtype);
+const packIn = () => packSequences(padIn(), PLEN).packed;
+const PCU = cuSeqlensOf(PLEN);
+const packCase = (name: string, code: FmhaErrorCode, msg: RegExp[], out: () => Tensor, call?: (o: Tensor) => unknown): OutErrCase =>
+  ({ name: `pack: ${name}`, code, msg, make: () => { const o = out(); return { out: o, call: () => (call ?? ((x) => packSequences(padIn(), PLEN, { out: x })))(o) }; } });
+const unpackCase = (name: string, code: FmhaErrorCode, msg: RegExp[], out: () => Tensor, call?: (o: Tensor) => unknown): OutErrCase =>
+  ({ name: `unpack: ${name}`, code, msg, make: () => { const o = out(); return { out: o, call: () => (call ?? ((x) => unpackSequences(packIn(), PCU, undefined, { out: x })))(o) }; } });
+const stridedOf = (shape: number[]) => {  // a view of every other element of the last dim
+  const n = shape.reduce((a, b) => a * b, 1), last = shape.length - 1;
+  const strides = shape.map((_, i) => 2 * shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  strides[last] = 1;
+  return new Tensor('float32', new Float32Array(2 * n).fill(NaN), shape, strides.map((s, i) => (i === last ? 1 : s)));
+};
+
+const OUT_ERRS: OutErrCase[] = [
+  packCase('out of the wrong shape', 'ERR_FMHA_SHAPE', [/opts\.out\.shape/, /\[8, 2, 4\]/], () => nanTensor([9, 2, 4])),
+  packCase('out of the padded shape', 'ERR_FMHA_SHAPE', [/opts\.out\.shape/], () => nanTensor([PB, PS, PH, PD])),
+  packCase('out of another dtype', 'ERR_FMHA_DTYPE', [/opts\.out\.dtype/, /padded/, /float32/], () => nanTensor([8, 2, 4], 'bfloat16')),
+  packCase('a strided out view', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /contiguous/], () => stridedOf([8, 2, 4])),
+  packCase('out overlapping padded', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /overlap/, /padded/], () => padIn(),
+    (p) => packSequences(p, PLEN, { out: new Tensor('float32', (p.data as Float32Array).subarray(8, 8 + 64), [8, 2, 4]) })),
+  packCase('an invalid length (validated before the write)', 'ERR_FMHA_ARGUMENT', [/lengths\[1\]/], () => nanTensor([8, 2, 4]),
+    (o) => packSequences(padIn(), [5, 6, 3], { out: o })),
+  packCase('an unknown option', 'ERR_FMHA_ARGUMENT', [/opts\.output/, /packSequences/], () => nanTensor([8, 2, 4]),
+    (o) => packSequences(padIn(), PLEN, { out: o, output: o } as { out: Tensor })),
+  packCase('out not a Tensor', 'ERR_FMHA_DTYPE', [/opts\.out/], () => nanTensor([8, 2, 4]),
+    (o) => packSequences(padIn(), PLEN, { out: o.data as unknown as Tensor })),
+  packCase('opts a number', 'ERR_FMHA_ARGUMENT', [/opts must be an object/], () => nanTensor([8, 2, 4]),
+    () => packSequences(padIn(), PLEN, 3 as unknown as { out: Tensor })),
+  unpackCase('out of the wrong shape', 'ERR_FMHA_SHAPE', [/opts\.out\.shape/, /\[3, 5, 2, 4\]/], () => nanTensor([3, 6, 2, 4])),
+  unpackCase('out shaped for another seqLen', 'ERR_FMHA_SHAPE', [/opts\.out\.shape/, /\[3, 7, 2, 4\]/], () => nanTensor([3, 5, 2, 4]),
+    (o) => unpackSequences(packIn(), PCU, 7, { out: o })),
+  unpackCase('out of another dtype', 'ERR_FMHA_DTYPE', [/opts\.out\.dtype/, /packed/], () => nanTensor([3, 5, 2, 4], 'float16')),
+  unpackCase('a strided out view', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /contiguous/], () => stridedOf([3, 5, 2, 4])),
+  unpackCase('out overlapping packed', 'ERR_FMHA_ARGUMENT', [/opts\.out/, /overlap/, /packed/], () => nanTensor([3, 5, 2, 4]),
+    (o) => unpackSequences(new Tensor('float32', (o.data as Float32Array).subarray(40, 104), [8, 2, 4]), PCU, undefined, { out: o })),
+  unpackCase('cuSeqlens past the end (validated before the write)', 'ERR_FMHA_ARGUMENT', [/cuSeqlens/, /past the end/], () => nanTensor([3, 5, 2, 4]),
+    (o) => unpackSequences(packIn(), Int32Array.from([0, 5, 5, 9]), 5, { out: o })),
+  unpackCase('seqLen below the longest sequence', 'ERR_FMHA_ARGUMENT', [/seqLen/], () => nanTensor([3, 4, 2, 4]),
+    (o) => unpackSequences(packIn(), PCU, 4, { out: o })),
+  unpackCase('an unknown option', 'ERR_FMHA_ARGUMENT', [/opts\.seqLen/, /unpackSequences/], () => nanTensor([3, 5, 2, 4]),
+    (o) => unpackSequences(packIn(), PCU, undefined, { out: o, seqLen: 5 } as { out: Tensor })),
+];
+for (const c of OUT_ERRS) {
+  into(`${c.code}: ${c.name}; out untouched`, () => {
+    const { out, call } = c.make();
+    const before = out.data.slice();
+    assertFmhaError(catchSync(call), c.code, c.msg, c.name);
+    assert.ok(bitwiseEqual(out.data, before), `${c.name}: out not written`);
+  });
+}
+into.run();

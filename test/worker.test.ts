@@ -1,29 +1,44 @@
 // worker_threads: the package loads and computes in a worker; results match the
 // main thread bitwise (same inputs and thread count) and the reference; workers
-// run alongside the main thread; terminating a worker mid-call crashes nothing.
+// run alongside the main thread (fused and varlen, sync and async); terminating
+// a worker mid-call (fused or varlen) crashes nothing.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { attention, attentionSync, vanillaAttentionSync, type DType } from '../lib/index.js';
-import { bitwiseEqual } from './reference.js';
-import { randomQKV, checkResult, describe } from './helpers.js';
+import { attention, attentionSync, vanillaAttentionSync, varlenAttention, varlenAttentionSync, Tensor, type DType } from '../lib/index.js';
+import { bitwiseEqual, referenceVarlen } from './reference.js';
+import { randomQKV, checkResult, describe, randomPackedBatch, checkVarlen, type PackedBatch } from './helpers.js';
 
 const helper = fileURLToPath(new URL('./worker-helper.js', import.meta.url));
 
-interface Reply { type: string; id?: number; out?: Float32Array | Uint16Array; outShape?: number[]; lse?: Float32Array; name?: string; code?: string; message?: string; backends?: unknown }
+interface Reply {
+  type: string; id?: number; out?: Float32Array | Uint16Array; outShape?: number[]; lse?: Float32Array; lseShape?: number[];
+  name?: string; code?: string; message?: string; backends?: unknown;
+}
 
-function startWorker(): Promise<{ w: Worker; ask: (job: object) => Promise<Reply>; backends: unknown }> {
+interface Job { id: number }
+
+/** `ask` resolves with the job's result or error; `started` once the worker is about to make the call. */
+function startWorker(): Promise<{ w: Worker; ask: (job: Job) => Promise<Reply>; started: (id: number) => Promise<void>; backends: unknown }> {
   return new Promise((resolve, reject) => {
     const w = new Worker(helper);
     const pending = new Map<number, (r: Reply) => void>();
+    const starts = new Map<number, () => void>();
+    const startedIds = new Set<number>();
     w.on('error', reject);
     w.on('message', (m: Reply) => {
       if (m.type === 'ready') {
         resolve({
           w, backends: m.backends,
-          ask: (job) => new Promise<Reply>((res) => { pending.set((job as { id: number }).id, res); w.postMessage(job); }),
+          ask: (job) => new Promise<Reply>((res) => { pending.set(job.id, res); w.postMessage(job); }),
+          started: (id) => new Promise<void>((res) => { if (startedIds.has(id)) res(); else starts.set(id, res); }),
         });
+        return;
+      }
+      if (m.type === 'started') {
+        startedIds.add(m.id!);
+        starts.get(m.id!)?.();
         return;
       }
       pending.get(m.id!)?.(m);
@@ -32,9 +47,23 @@ function startWorker(): Promise<{ w: Worker; ask: (job: object) => Promise<Reply
   });
 }
 
+const pack = (x: { data: Float32Array | Uint16Array; shape: readonly number[] }) => ({ data: x.data, shape: [...x.shape] });
+
 function job(id: number, kind: 'fused' | 'vanilla', mode: 'sync' | 'async', dtype: DType, t: ReturnType<typeof randomQKV>, causal: boolean, repeat = 1) {
-  const pack = (x: { data: Float32Array | Uint16Array; shape: readonly number[] }) => ({ data: x.data, shape: [...x.shape] });
   return { id, kind, mode, dtype, q: pack(t.q), k: pack(t.k), v: pack(t.v), causal, repeat };
+}
+
+function varlenJob(id: number, mode: 'sync' | 'async', b: PackedBatch, causal: boolean, repeat = 1) {
+  return { id, kind: 'varlen', mode, dtype: b.q.dtype, q: pack(b.q), k: pack(b.k), v: pack(b.v), cuQ: b.cuQ, cuK: b.cuK, causal, repeat };
+}
+
+/** A worker's varlen reply against the main thread's result (bitwise) and the float64 reference. */
+function checkVarlenReply(label: string, r: Reply, b: PackedBatch, causal: boolean): void {
+  assert.is(r.type, 'result', `${label}: ${r.name} ${r.code} ${r.message}`);
+  const res = { out: new Tensor(b.q.dtype, r.out!, r.outShape!), lse: new Tensor('float32', r.lse!, r.lseShape!) };
+  const main = varlenAttentionSync(b.q, b.k, b.v, { cuSeqlensQ: b.cuQ, cuSeqlensK: b.cuK, causal, returnLse: true });
+  assert.ok(bitwiseEqual(res.out.data, main.out.data) && bitwiseEqual(res.lse.data, main.lse.data), `${label}: worker == main thread, bitwise`);
+  checkVarlen(label, res, referenceVarlen(b.q, b.k, b.v, b.cuQ, b.cuK, { causal }), b.q.dtype);
 }
 
 const w = suite('worker_threads');
@@ -98,6 +127,48 @@ w('terminating a worker mid-call crashes nothing; the main thread keeps working'
     const r = await again.ask(job(2, 'fused', 'async', 'float32', s, false));
     assert.is(r.type, 'result', describe(r));
     assert.ok(bitwiseEqual(r.out!, res.out.data));
+  } finally {
+    await again.w.terminate();
+  }
+});
+
+w('three workers run varlenAttention and varlenAttentionSync at once, beside the main thread, on ragged batches', async () => {
+  const workers = await Promise.all([startWorker(), startWorker(), startWorker()]);
+  try {
+    const batches = [
+      randomPackedBatch(10400, { lq: [130, 0, 77, 1, 200], lk: [130, 5, 90, 1, 200], Hq: 4, Hkv: 2, D: 64 }),
+      randomPackedBatch(10401, { lq: [0, 64, 300, 3], Hq: 2, D: 40, dtype: 'bfloat16' }),
+      randomPackedBatch(10402, { lq: [17, 250, 0, 0, 33], lk: [40, 250, 9, 0, 33], Hq: 6, Hkv: 3, D: 32, dtype: 'float16', extraQ: 3 }),
+    ];
+    const causal = [true, false, true];
+    let id = 0;
+    const asks = workers.flatMap((wk, i) => (['async', 'sync'] as const).map((mode) => {
+      const n = id++, b = batches[i]!;
+      return wk.ask(varlenJob(n, mode, b, causal[i]!, 2)).then((r) => ({ r, label: `worker ${i} ${b.q.dtype} ${mode}`, i }));
+    }));
+    const mainAsync = varlenAttention(batches[0]!.q, batches[0]!.k, batches[0]!.v,
+      { cuSeqlensQ: batches[0]!.cuQ, cuSeqlensK: batches[0]!.cuK, causal: true, returnLse: true });
+    const [replies, main] = await Promise.all([Promise.all(asks), mainAsync]);
+    for (const { r, label, i } of replies) checkVarlenReply(label, r, batches[i]!, causal[i]!);
+    checkVarlen('main thread async, beside the workers', main, referenceVarlen(batches[0]!.q, batches[0]!.k, batches[0]!.v, batches[0]!.cuQ, batches[0]!.cuK, { causal: true }), 'float32');
+  } finally {
+    await Promise.all(workers.map((x) => x.w.terminate()));
+  }
+});
+
+w('terminating a worker while its varlenAttention call is in flight crashes nothing', async () => {
+  const { w: worker, ask, started } = await startWorker();
+  const big = randomPackedBatch(10500, { lq: [1500, 0, 1200, 7], Hq: 4, D: 64 });
+  void ask(varlenJob(1, 'async', big, false, 3)).catch(() => undefined);
+  await started(1);
+  await new Promise((r) => setTimeout(r, 5));
+  await worker.terminate();
+  const small = randomPackedBatch(10501, { lq: [9, 0, 30], Hq: 2, D: 32 });
+  const res = await varlenAttention(small.q, small.k, small.v, { cuSeqlensQ: small.cuQ, cuSeqlensK: small.cuK, causal: true, returnLse: true });
+  checkVarlen('after a worker was terminated', res, referenceVarlen(small.q, small.k, small.v, small.cuQ, small.cuK, { causal: true }), 'float32');
+  const again = await startWorker();
+  try {
+    checkVarlenReply('a new worker', await again.ask(varlenJob(2, 'async', small, true)), small, true);
   } finally {
     await again.w.terminate();
   }

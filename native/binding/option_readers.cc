@@ -59,9 +59,9 @@ void read_score_options(const Napi::Object& o, AttentionParams& p, std::vector<N
 }
 
 void check_out(const TensorArg& out, DType dtype, const std::vector<int64_t>& shape, const char* dims,
-               const std::vector<TensorArg>& reads) {
+               const std::vector<TensorArg>& reads, const std::string& dtype_of) {
   if (out.dtype != dtype)
-    fail(code::kDtype, std::string("opts.out.dtype must be q's dtype (") + dtype_name(dtype) + "), got " +
+    fail(code::kDtype, "opts.out.dtype must be " + dtype_of + "'s dtype (" + dtype_name(dtype) + "), got " +
                            dtype_name(out.dtype));
   if (out.shape != shape)
     fail(code::kShape, "opts.out.shape must be " + shape_string(shape) + " " + dims + ", got " + shape_string(out.shape));

@@ -43,10 +43,10 @@ const T* read_array_option(const Napi::Object& o, const char* key, napi_typedarr
 // causal, scale (default 1/√p.D), softcap, window and alibiSlopes (p.Hq of them) into p.
 void read_score_options(const Napi::Object& o, AttentionParams& p, std::vector<Napi::Value>& inputs);
 
-// A caller's opts.out: `dtype`, `shape` (dims names them in messages),
-// contiguous, overlapping none of `reads`.
+// A caller's opts.out: `dtype` (the dtype of the input named `dtype_of`), `shape`
+// (dims names them in messages), contiguous, overlapping none of `reads`.
 void check_out(const TensorArg& out, DType dtype, const std::vector<int64_t>& shape, const char* dims,
-               const std::vector<TensorArg>& reads);
+               const std::vector<TensorArg>& reads, const std::string& dtype_of = "q");
 
 struct Outputs {
   Napi::TypedArray out;  // the caller's opts.out.data or a new array
