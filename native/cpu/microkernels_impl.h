@@ -12,7 +12,7 @@
 #include "core/dtype.h"
 #include "cpu/cache_prefetch.h"
 #include "cpu/microkernels.h"
-#if defined(__F16C__) || FMHA_VEC_BYTES == 64
+#if defined(__F16C__) || defined(__AVX2__) || FMHA_VEC_BYTES == 64
 #include <immintrin.h>
 #endif
 
@@ -28,35 +28,68 @@ inline vf loadv(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); retur
 inline void storev(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
 inline vf splat(float x) { return vf{} + x; }
 
-// One register tile: C[R × NV·VL] (+)= A[R × K] · B[K × NV·VL].
-template <int R, int NV>
+// The first n < VL lanes of a vector, the rest zero / untouched: masked
+// instructions where the ISA has them, so a partial vector never touches
+// memory past p + n.
+inline vf loadv_first(const float* p, int n) {
+#if FMHA_VEC_BYTES == 64
+  return (vf)_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
+#elif defined(__AVX2__)
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return (vf)_mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
+#else
+  vf v{};
+  __builtin_memcpy(&v, p, sizeof(float) * size_t(n));
+  return v;
+#endif
+}
+inline void storev_first(float* p, vf v, int n) {
+#if FMHA_VEC_BYTES == 64
+  _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), (__m512)v);
+#elif defined(__AVX2__)
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes), (__m256)v);
+#else
+  __builtin_memcpy(p, &v, sizeof(float) * size_t(n));
+#endif
+}
+
+// One register tile: C[R × NV·VL] (+)= A[R × K] · B[K × NV·VL]. With Tail the
+// last vector holds only `tail` < VL columns (masked loads and stores), so a
+// column count that is not a multiple of VL stays vectorized.
+template <int R, int NV, bool Tail>
 inline void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                      int K, bool accumulate, const float* row_scale) {
+                      int K, bool accumulate, const float* row_scale, int tail) {
+  auto load = [&](const float* p, int v) { return Tail && v == NV - 1 ? loadv_first(p, tail) : loadv(p); };
   vf acc[R][NV];
   for (int r = 0; r < R; ++r) {
     const float c = row_scale ? row_scale[r] : 1.0f;
-    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? loadv(C + r * ldc + v * VL) * c : vf{};
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? load(C + r * ldc + v * VL, v) * c : vf{};
   }
   for (int k = 0; k < K; ++k) {
     vf b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = loadv(B + k * ldb + v * VL);
+    for (int v = 0; v < NV; ++v) b[v] = load(B + k * ldb + v * VL, v);
     for (int r = 0; r < R; ++r) {
       const float a = A[r * lda + k];
       for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) storev(C + r * ldc + v * VL, acc[r][v]);
+    for (int v = 0; v < NV; ++v) {
+      if (Tail && v == NV - 1) storev_first(C + r * ldc + v * VL, acc[r][v], tail);
+      else storev(C + r * ldc + v * VL, acc[r][v]);
+    }
 }
 
 // Columns [j, j + w) for all M rows with a fixed vector count per tile row.
-template <int NV>
+template <int NV, bool Tail = false>
 inline void gemm_columns(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                         int M, int K, bool accumulate, const float* row_scale) {
+                         int M, int K, bool accumulate, const float* row_scale, int tail = VL) {
   int i = 0;
   auto tile = [&](auto rows) {
     constexpr int R = decltype(rows)::value;
-    gemm_tile<R, NV>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate, row_scale ? row_scale + i : nullptr);
+    gemm_tile<R, NV, Tail>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, K, accumulate,
+                           row_scale ? row_scale + i : nullptr, tail);
     i += R;
   };
   while (i + FMHA_GEMM_ROWS <= M) tile(std::integral_constant<int, FMHA_GEMM_ROWS>{});
@@ -71,13 +104,13 @@ void gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, in
   int j = 0;
   for (; j + FMHA_GEMM_VECS * VL <= N; j += FMHA_GEMM_VECS * VL)
     gemm_columns<FMHA_GEMM_VECS>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
-  for (; j + VL <= N; j += VL) gemm_columns<1>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
-  for (; j < N; ++j) {  // fewer than VL columns left
-    for (int i = 0; i < M; ++i) {
-      float s = accumulate ? C[i * ldc + j] * (row_scale ? row_scale[i] : 1.0f) : 0.0f;
-      for (int k = 0; k < K; ++k) s += A[i * lda + k] * B[k * ldb + j];
-      C[i * ldc + j] = s;
-    }
+  // The rest: whole vectors, then one partial vector in the same pass.
+  if (N - j > (FMHA_GEMM_VECS - 1) * VL && N - j < FMHA_GEMM_VECS * VL)
+    gemm_columns<FMHA_GEMM_VECS, true>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale,
+                                       N - j - (FMHA_GEMM_VECS - 1) * VL);
+  else {
+    for (; j + VL <= N; j += VL) gemm_columns<1>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
+    if (j < N) gemm_columns<1, true>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale, N - j);
   }
 }
 
