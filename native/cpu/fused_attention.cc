@@ -113,16 +113,23 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   }
   std::fill(w.acc, w.acc + int64_t(rows) * Dv, 0.0f);
 
+  // Query rows as the gemm reads them; the softmax scale is in the cached Kᵀ
+  // (float path) or applied to the scores (bf16 pairs).
   const void* q0 = row_ptr(p.q, p.dtype, seq.q_at(p, u.i0, u.h));
   const int Dp = (D + 1) / 2;  // Q row length in bf16 pairs
-  if (w.pairs) {  // raw bf16 rows, zero-padded to whole pairs; the scale is applied to the scores
+  const float* qa = w.q;       // float32 query rows with leading dimension lda
+  int64_t lda = D;
+  if (w.pairs) {  // raw bf16 rows, zero-padded to whole pairs
     uint16_t* q16 = reinterpret_cast<uint16_t*>(w.q);
     for (int r = 0; r < rows; ++r) {
       std::memcpy(q16 + r * 2 * Dp, static_cast<const uint16_t*>(q0) + r * p.q_stride[1], sizeof(uint16_t) * D);
       if (D % 2) q16[r * 2 * Dp + D] = 0;
     }
+  } else if (p.dtype == DType::F32) {  // read in place
+    qa = static_cast<const float*>(q0);
+    lda = p.q_stride[1];
   } else {
-    pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, p.scale, w.q, D);
+    pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, 1.0f, w.q, D);
   }
   w.cache->select(seq, hk);
 
@@ -135,7 +142,7 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
       w.pairs->gemm(reinterpret_cast<const uint32_t*>(w.q), Dp, reinterpret_cast<const uint32_t*>(w.cache->kt(blk)),
                     kKeyBlock, w.s, kKeyBlock, rows, n, Dp, false, nullptr, p.scale);
     else
-      mk.gemm(w.q, D, w.cache->kt(blk), kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
+      mk.gemm(qa, lda, w.cache->kt(blk), kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
 
     const bool needs_mask = j0 < all_lo || j0 + n > all_hi;
     if (needs_mask || policy.has_hooks())
@@ -148,7 +155,7 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
                     reinterpret_cast<const uint32_t*>(w.cache->v(blk)), Dv, w.acc, Dv, rows, Dv, (n + 1) / 2, true,
                     w.alpha, 1.0f);
     } else {
-      mk.gemm(w.s, kKeyBlock, w.cache->v(blk), Dv, w.acc, Dv, rows, Dv, n, true, w.alpha);
+      mk.gemm(w.s, kKeyBlock, w.cache->v(blk), w.cache->v_ld(), w.acc, Dv, rows, Dv, n, true, w.alpha);
     }
   }
 

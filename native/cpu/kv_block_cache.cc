@@ -8,7 +8,8 @@ namespace fmha {
 
 int64_t KvBlockCache::floats(const AttentionParams& p) {
   const int64_t blocks = (p.Sk + kKeyBlock - 1) / kKeyBlock;
-  return blocks * kKeyBlock * (p.D + p.Dv) + std::max(p.D, p.Dv) + (blocks + 3) / 4;
+  const int64_t v_cols = p.dtype == DType::F32 ? 0 : p.Dv;  // float32 V is read in place
+  return blocks * kKeyBlock * (p.D + v_cols) + std::max(p.D, p.Dv) + (blocks + 3) / 4;
 }
 
 KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, const Bf16DotKernels* pairs,
@@ -18,7 +19,7 @@ KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, 
       v_block_(pairs ? kKeyBlock / 2 * p.Dv : kKeyBlock * p.Dv) {
   kt_ = buf;
   v_ = kt_ + blocks_ * kKeyBlock * p.D;
-  row_tmp_ = v_ + blocks_ * kKeyBlock * p.Dv;
+  row_tmp_ = v_ + (v_in_place() ? 0 : blocks_ * kKeyBlock * p.Dv);
   packed_ = reinterpret_cast<uint8_t*>(row_tmp_ + std::max(p.D, p.Dv));
 }
 
@@ -39,10 +40,11 @@ void KvBlockCache::pack(int64_t j) {
     pairs_->pack_v(static_cast<const uint16_t*>(row_ptr(p_.v, p_.dtype, v_off)), p_.v_stride[1], n, int(p_.Dv),
                    reinterpret_cast<uint32_t*>(v_ + j * v_block_), p_.Dv);
   } else {
-    pack_transposed(mk_, row_ptr(p_.k, p_.dtype, k_off), p_.dtype, p_.k_stride[1], n, int(p_.D), kt_ + j * kt_block_,
-                    kKeyBlock, row_tmp_);
-    pack_rows(mk_, row_ptr(p_.v, p_.dtype, v_off), p_.dtype, p_.v_stride[1], n, int(p_.Dv), 1.0f,
-              v_ + j * v_block_, p_.Dv);
+    pack_transposed(mk_, row_ptr(p_.k, p_.dtype, k_off), p_.dtype, p_.k_stride[1], n, int(p_.D), p_.scale,
+                    kt_ + j * kt_block_, kKeyBlock, row_tmp_);
+    if (!v_in_place())
+      pack_rows(mk_, row_ptr(p_.v, p_.dtype, v_off), p_.dtype, p_.v_stride[1], n, int(p_.Dv), 1.0f,
+                v_ + j * v_block_, p_.Dv);
   }
   packed_[j] = 1;
 }

@@ -1,10 +1,12 @@
 // K and V of one (sequence, kv head), packed block by block on first use into
-// float32: Kᵀ blocks (D × kKeyBlock) and V blocks (kKeyBlock × Dv), each
-// contiguous. Every query block of a GQA group then reads unit-stride,
-// already-converted data, so packing and 16-bit conversion cost O(Sk·D) per
-// head and thread instead of per query block. With Bf16DotKernels the blocks
-// hold bf16 pairs instead (Kᵀ pairs along D, V pairs along keys), in the same
-// 4-byte units and never more of them than float32 needs.
+// float32: Kᵀ blocks (D × kKeyBlock, times the softmax scale, so that query
+// rows need no scaled copy) and V blocks (kKeyBlock × Dv), each contiguous.
+// Every query block of a GQA group then reads unit-stride, already-converted
+// data, so packing and 16-bit conversion cost O(Sk·D) per head and thread
+// instead of per query block. float32 V needs neither and is read in place.
+// With Bf16DotKernels the blocks hold bf16 pairs instead (Kᵀ pairs along D,
+// unscaled; V pairs along keys), in the same 4-byte units and never more of
+// them than float32 needs.
 #pragma once
 #include <cstdint>
 #include "core/attention_params.h"
@@ -28,12 +30,18 @@ class KvBlockCache {
   void select(const SequenceView& seq, int64_t hk);
 
   // Key block j (the sequence's keys j·kKeyBlock onwards), packed on first use: Kᵀ with
-  // leading dimension kKeyBlock, V with leading dimension Dv (in elements, or
-  // in pairs for the bf16 layout).
+  // leading dimension kKeyBlock, V with leading dimension v_ld() (in elements,
+  // or in pairs for the bf16 layout).
   const float* kt(int64_t j) { ensure(j); return kt_ + j * kt_block_; }
-  const float* v(int64_t j) { ensure(j); return v_ + j * v_block_; }
+  const float* v(int64_t j) {
+    if (v_in_place()) return static_cast<const float*>(p_.v) + seq_.v_at(p_, j * kKeyBlock, hk_);
+    ensure(j);
+    return v_ + j * v_block_;
+  }
+  int64_t v_ld() const { return v_in_place() ? p_.v_stride[1] : p_.Dv; }
 
  private:
+  bool v_in_place() const { return p_.dtype == DType::F32; }
   void ensure(int64_t j) { if (!packed_[j]) pack(j); }
   void pack(int64_t j);
 

@@ -12,10 +12,10 @@ void pack_rows(const CpuMicrokernels& mk, const void* base, DType t, int64_t row
 }
 
 void pack_transposed(const CpuMicrokernels& mk, const void* base, DType t, int64_t row_stride, int rows,
-                     int cols, float* dst, int64_t ld, float* row_tmp) {
+                     int cols, float alpha, float* dst, int64_t ld, float* row_tmp) {
   for (int r = 0; r < rows; ++r) {
     mk.load_row(row_ptr(base, t, r * row_stride), t, cols, row_tmp);
-    for (int c = 0; c < cols; ++c) dst[c * ld + r] = row_tmp[c];
+    for (int c = 0; c < cols; ++c) dst[c * ld + r] = alpha * row_tmp[c];
   }
 }
 

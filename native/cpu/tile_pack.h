@@ -16,8 +16,8 @@ inline const void* row_ptr(const void* base, DType t, int64_t offset_elems) {
 void pack_rows(const CpuMicrokernels& mk, const void* base, DType t, int64_t row_stride, int rows,
                int cols, float alpha, float* dst, int64_t ld);
 
-// dst[c·ld + r] = src_r[c] (transposed: a K tile becomes Kᵀ, D × rows).
+// dst[c·ld + r] = alpha · src_r[c] (transposed: a K tile becomes Kᵀ, D × rows).
 void pack_transposed(const CpuMicrokernels& mk, const void* base, DType t, int64_t row_stride, int rows,
-                     int cols, float* dst, int64_t ld, float* row_tmp);
+                     int cols, float alpha, float* dst, int64_t ld, float* row_tmp);
 
 }  // namespace fmha

@@ -56,8 +56,8 @@ bool head(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernel
   for (int64_t j0 = 0; j0 < Sk; j0 += kBlockK) {
     if (ctx.aborted()) return false;
     const int n = int(std::min<int64_t>(kBlockK, Sk - j0));
-    pack_transposed(mk, row_ptr(p.k, p.dtype, seq.k_at(p, j0, hk)), p.dtype, p.k_stride[1], n, D, w.kt,
-                    kBlockK, w.row_tmp);
+    pack_transposed(mk, row_ptr(p.k, p.dtype, seq.k_at(p, j0, hk)), p.dtype, p.k_stride[1], n, D, 1.0f,
+                    w.kt, kBlockK, w.row_tmp);
     mk.gemm(w.q, D, w.kt, kBlockK, w.s + j0, Sk, int(Sq), n, D, false, nullptr);
   }
 
