@@ -1,7 +1,8 @@
-// Software prefetch for the decode kernels. Decode does too little work per
-// cache line for the out-of-order window alone to keep enough reads in flight,
-// so each kernel streams in the bytes the next one reads while it computes:
-// Q·Kᵀ over a tile asks for the tile's V, P·V for the next tile's K.
+// Software prefetch. Decode does too little work per cache line for the
+// out-of-order window alone to keep enough reads in flight, so each kernel
+// streams in the bytes the next one reads while it computes: Q·Kᵀ over a tile
+// asks for the tile's V, P·V for the next tile's K. The fused kernel asks for
+// the next work unit's rows while it computes the current one.
 // Internal linkage, so each ISA's copy stays its own.
 #pragma once
 #include <cstdint>
@@ -27,6 +28,17 @@ class PrefetchStream {
   const char* p_;
   int64_t bytes_, steps_, step_ = 0, done_ = 0;
 };
+
+// `rows` rows of `bytes` bytes each, `stride` bytes apart, into L2 (for
+// reading, or for writing: a line about to be stored is fetched in exclusive state).
+inline void prefetch_rows(const void* p, int64_t stride, int64_t rows, int64_t bytes, bool write) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < bytes; b += 64) {
+      if (write) __builtin_prefetch(c + r * stride + b, 1, 2);
+      else __builtin_prefetch(c + r * stride + b, 0, 2);
+    }
+}
 
 }  // namespace
 }  // namespace fmha

@@ -25,6 +25,7 @@
 #include "core/sequence_view.h"
 #include "cpu/attention_cpu.h"
 #include "cpu/bf16_dot_kernels.h"
+#include "cpu/cache_prefetch.h"
 #include "cpu/cpu_features.h"
 #include "cpu/kv_block_cache.h"
 #include "cpu/microkernels.h"
@@ -89,9 +90,27 @@ std::vector<Unit> enumerate_units(const AttentionParams& p) {
   return units;
 }
 
-// One unit. Returns false when aborted.
+// Asks for the rows unit n reads and writes first (its query and output rows;
+// its first key block's K and V rows unless it shares cur's kv head, whose
+// blocks this thread has packed), so that a short sequence, all of whose data
+// is new, does not wait on memory row by row.
+void prefetch_unit(const AttentionParams& p, Unit n, Unit cur) {
+  const SequenceView seq = sequence_view(p, n.b);
+  const int64_t es = dtype_size(p.dtype), group = p.Hq / p.Hkv;
+  const int64_t rows = std::min<int64_t>(kBlockQ, seq.sq - n.i0);
+  prefetch_rows(row_ptr(p.q, p.dtype, seq.q_at(p, n.i0, n.h)), p.q_stride[1] * es, rows, p.D * es, false);
+  prefetch_rows(row_ptr(p.out, p.dtype, seq.out_at(p, n.i0, n.h)), p.o_stride[1] * es, rows, p.Dv * es, true);
+  if (n.b == cur.b && n.h / group == cur.h / group) return;
+  const KeyRange kr = ScorePolicy(p, seq, n.h).keys(n.i0);
+  if (kr.hi <= kr.lo) return;
+  const int64_t j0 = kr.lo / kKeyBlock * kKeyBlock, keys = std::min<int64_t>(kKeyBlock, seq.sk - j0);
+  prefetch_rows(row_ptr(p.k, p.dtype, seq.k_at(p, j0, n.h / group)), p.k_stride[1] * es, keys, p.D * es, false);
+  prefetch_rows(row_ptr(p.v, p.dtype, seq.v_at(p, j0, n.h / group)), p.v_stride[1] * es, keys, p.Dv * es, false);
+}
+
+// One unit; `next` (or null) is the unit this thread runs after it. Returns false when aborted.
 bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicrokernels& mk, Unit u,
-                 ThreadWork& w) {
+                 const Unit* next, ThreadWork& w) {
   const SequenceView seq = sequence_view(p, u.b);
   const int rows = int(std::min<int64_t>(kBlockQ, seq.sq - u.i0));
   const int64_t hk = u.h / (p.Hq / p.Hkv);
@@ -143,6 +162,7 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
                     kKeyBlock, w.s, kKeyBlock, rows, n, Dp, false, nullptr, p.scale);
     else
       mk.gemm(qa, lda, w.cache->kt(blk), kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
+    if (next && blk == k_begin / kKeyBlock) prefetch_unit(p, *next, u);
 
     const bool needs_mask = j0 < all_lo || j0 + n > all_hi;
     if (needs_mask || policy.has_hooks())
@@ -220,8 +240,12 @@ Status fused_attention_cpu(const AttentionParams& p, const ExecContext& ctx) {
       if (!arena) { out_of_memory = true; return; }
       w.emplace(p, mk, pairs, arena);
     }
-    for (int64_t u = chunks[size_t(c)]; u < chunks[size_t(c) + 1]; ++u)
-      if (!query_block(p, ctx, mk, units[size_t(u)], *w)) { aborted = true; return; }
+    const int64_t end = chunks[size_t(c) + 1];
+    for (int64_t u = chunks[size_t(c)]; u < end; ++u)
+      if (!query_block(p, ctx, mk, units[size_t(u)], u + 1 < end ? &units[size_t(u) + 1] : nullptr, *w)) {
+        aborted = true;
+        return;
+      }
   });
   if (out_of_memory)
     return {StatusCode::OutOfMemory, "fused attention: allocating " + std::to_string(floats * 4) +

@@ -14,6 +14,8 @@ struct CpuMicrokernels {
   // (row_scale null: no scaling); all row-major with leading dimensions lda, ldb, ldc.
   void (*gemm)(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                int M, int N, int K, bool accumulate, const float* row_scale);
+  // dst[c·ldd + r] = alpha · src[r·lds + c], r < rows, c < cols (float32 rows; a K tile becomes Kᵀ).
+  void (*transpose)(const float* src, int64_t lds, int rows, int cols, float alpha, float* dst, int64_t ldd);
   // Decode, straight from a [keys, heads, D] cache (element type t, widened in
   // registers; key j of head h at K + j·ldk + h·ldh elements), four keys at a
   // time with heads inner so memory streams front to back.

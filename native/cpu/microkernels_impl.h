@@ -114,6 +114,43 @@ void gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, in
   }
 }
 
+// In-register transpose of a VL × VL block held as VL row vectors: stage B
+// swaps the off-diagonal B × B sub-blocks of every 2B × 2B block (rows i and
+// i + B exchange lanes), and the stages B = VL/2 … 1 together transpose.
+template <int B, int... L>
+inline void transpose_stage(vf (&x)[VL], std::integer_sequence<int, L...>) {
+#pragma GCC unroll 16
+  for (int i = 0; i < VL; ++i) {
+    if (i & B) continue;
+    const vf lo = __builtin_shufflevector(x[i], x[i + B], ((L & B) ? VL + L - B : L)...);
+    const vf hi = __builtin_shufflevector(x[i], x[i + B], ((L & B) ? VL + L : L + B)...);
+    x[i] = lo;
+    x[i + B] = hi;
+  }
+  if constexpr (B > 1) transpose_stage<B / 2>(x, std::integer_sequence<int, L...>{});
+}
+
+void transpose(const float* src, int64_t lds, int rows, int cols, float alpha, float* dst, int64_t ldd) {
+  for (int r0 = 0; r0 < rows; r0 += VL) {
+    const int nr = rows - r0 < VL ? rows - r0 : VL;
+    for (int c0 = 0; c0 < cols; c0 += VL) {
+      const int nc = cols - c0 < VL ? cols - c0 : VL;
+      vf x[VL];
+#pragma GCC unroll 16
+      for (int i = 0; i < VL; ++i) {
+        const float* s = src + (r0 + i) * lds + c0;
+        x[i] = i >= nr ? vf{} : (nc == VL ? loadv(s) : loadv_first(s, nc)) * alpha;
+      }
+      transpose_stage<VL / 2>(x, std::make_integer_sequence<int, VL>{});
+      for (int c = 0; c < nc; ++c) {
+        float* d = dst + (c0 + c) * ldd + r0;
+        if (nr == VL) storev(d, x[c]);
+        else storev_first(d, x[c], nr);
+      }
+    }
+  }
+}
+
 // Horizontal reductions by halving: fold lanes [W, 2W) onto [0, W) for
 // W = VL/2 … 1, with compile-time shuffles that stay in registers (a memcpy
 // split spills the vector; GCC 12 warns on the extract intrinsics).
@@ -510,7 +547,7 @@ float read_sum(const float* x, int64_t n) {
 }  // namespace
 
 const CpuMicrokernels& table() {
-  static const CpuMicrokernels t{gemm, decode_qk, decode_pv, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
+  static const CpuMicrokernels t{gemm, transpose, decode_qk, decode_pv, row_max, exp_sum, online_softmax, scale, load_row, store_row, fma_probe, read_sum};
   return t;
 }
 

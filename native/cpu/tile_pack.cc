@@ -13,9 +13,14 @@ void pack_rows(const CpuMicrokernels& mk, const void* base, DType t, int64_t row
 
 void pack_transposed(const CpuMicrokernels& mk, const void* base, DType t, int64_t row_stride, int rows,
                      int cols, float alpha, float* dst, int64_t ld, float* row_tmp) {
-  for (int r = 0; r < rows; ++r) {
-    mk.load_row(row_ptr(base, t, r * row_stride), t, cols, row_tmp);
-    for (int c = 0; c < cols; ++c) dst[c * ld + r] = alpha * row_tmp[c];
+  if (t == DType::F32) {
+    mk.transpose(static_cast<const float*>(base), row_stride, rows, cols, alpha, dst, ld);
+    return;
+  }
+  for (int r0 = 0; r0 < rows; r0 += kTransposeRows) {
+    const int n = rows - r0 < kTransposeRows ? rows - r0 : kTransposeRows;
+    pack_rows(mk, row_ptr(base, t, r0 * row_stride), t, row_stride, n, cols, 1.0f, row_tmp, cols);
+    mk.transpose(row_tmp, cols, n, cols, alpha, dst + r0, ld);
   }
 }
 

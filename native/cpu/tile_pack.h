@@ -16,6 +16,10 @@ inline const void* row_ptr(const void* base, DType t, int64_t offset_elems) {
 void pack_rows(const CpuMicrokernels& mk, const void* base, DType t, int64_t row_stride, int rows,
                int cols, float alpha, float* dst, int64_t ld);
 
+// Rows of 16-bit data pack_transposed converts at a time: its row_tmp holds
+// kTransposeRows × cols floats.
+constexpr int kTransposeRows = 16;
+
 // dst[c·ld + r] = alpha · src_r[c] (transposed: a K tile becomes Kᵀ, D × rows).
 void pack_transposed(const CpuMicrokernels& mk, const void* base, DType t, int64_t row_stride, int rows,
                      int cols, float alpha, float* dst, int64_t ld, float* row_tmp);

@@ -28,7 +28,7 @@ struct VanillaScratch {
   static bool floats(const AttentionParams& p, int64_t* out) {
     int64_t scores;
     if (!checked_mul(p.Sq, p.Sk, &scores)) return false;
-    return checked_add(scores, p.Sq * (p.D + p.Dv + 1) + kBlockK * (p.D + p.Dv) + std::max(p.D, p.Dv), out);
+    return checked_add(scores, p.Sq * (p.D + p.Dv + 1) + kBlockK * (p.D + p.Dv) + kTransposeRows * std::max(p.D, p.Dv), out);
   }
   VanillaScratch(const AttentionParams& p, float* base) {
     s = base;        base += p.Sq * p.Sk;
