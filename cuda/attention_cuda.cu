@@ -19,9 +19,21 @@
 #include "general_attention.h"
 #include "kernel_args.h"
 #include "vanilla_attention.h"
+#include "varlen_work.h"
 
 namespace fmha {
 namespace cudak {
+
+int flash_fwd_block_m(int64_t D) {
+  switch (D) {
+    case 32: return FlashConfig<32>::kBlockM;
+    case 64: return FlashConfig<64>::kBlockM;
+    case 96: return FlashConfig<96>::kBlockM;
+    case 128: return FlashConfig<128>::kBlockM;
+    case 192: return FlashConfig<192>::kBlockM;
+    default: return FlashConfig<256>::kBlockM;
+  }
+}
 
 int flash_fwd_smem_bytes(int64_t D) {
   switch (D) {
@@ -84,7 +96,7 @@ Status cuda_attention(AttentionKind kind, const AttentionParams& p, void* stream
     return cudak::unsupported("varlen needs both cu_seqlens_q and cu_seqlens_k");
 
   const cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  const cudak::KernelArgs a = cudak::make_kernel_args(p);
+  cudak::KernelArgs a = cudak::make_kernel_args(p);
 
   if (kind == AttentionKind::Vanilla) {
     if (p.cu_seqlens_q) return cudak::unsupported("vanilla attention takes padded batches only");
@@ -96,12 +108,17 @@ Status cuda_attention(AttentionKind kind, const AttentionParams& p, void* stream
   FMHA_CUDA_TRY(cudaGetDevice(&device), "cudaGetDevice");
   FMHA_CUDA_TRY(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
                 "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)");
-  if (cuda_select_fused(p, smem_optin) == CudaFusedKernel::Flash) return cudak::launch_flash(p, a, stream);
+  const bool flash = cuda_select_fused(p, smem_optin) == CudaFusedKernel::Flash;
   const int smem = cudak::general_attention_smem_bytes(p.D, p.Dv);
-  if (smem > smem_optin)
+  if (!flash && smem > smem_optin)
     return cudak::unsupported("the general kernel needs " + std::to_string(smem) +
                               " bytes of shared memory per block, the device allows " + std::to_string(smem_optin));
-  return cudak::launch_general_attention(p.dtype, a, p.B, stream);
+  if (p.cu_seqlens_q) {
+    const int block_m = flash ? cudak::flash_fwd_block_m(p.D) : cudak::general_attention_block_m();
+    const Status st = cudak::plan_varlen_work(p, block_m, scratch, stream, &a);
+    if (!st.ok()) return st;
+  }
+  return flash ? cudak::launch_flash(p, a, stream) : cudak::launch_general_attention(p.dtype, a, p.B, stream);
 }
 
 }  // namespace fmha

@@ -13,7 +13,8 @@ namespace fmha {
 // bias) is a DEVICE pointer on the current device; `stream` is that device's
 // cudaStream_t passed as void*. The calls only enqueue work (no sync, no
 // cudaMalloc). p.Sq / p.Sk are the longest query / key lengths (for varlen the
-// binding sets them to the real maxima, which size the grid).
+// binding sets them to the real maxima). Varlen also needs p.host_cu_seqlens_q/k,
+// host copies from which the grid is planned: one CTA per real query block.
 //
 // Fused handles padded and varlen (p.cu_seqlens_q != nullptr) layouts; Vanilla
 // takes padded batches only. Vanilla's score buffer is requested through
@@ -21,7 +22,7 @@ namespace fmha {
 // single huge pair, query rows); the memory must stay valid until the work
 // enqueued on `stream` has run (stream order makes reuse by the next call on
 // the same stream safe). alloc returning null -> StatusCode::OutOfMemory.
-// Fused never allocates.
+// Fused allocates only varlen's work list (8 bytes per query block) the same way.
 //
 // Any CUDA failure -> Status{StatusCode::Cuda, "<what>: <cudaGetErrorString>"}.
 struct CudaScratch {

@@ -71,6 +71,7 @@
 #include "decode_cuda.h"
 #include "kernel_args.h"
 #include "mma_sm80.cuh"
+#include "plan_upload.h"
 #include "score_policy.cuh"
 
 namespace fmha {
@@ -711,19 +712,6 @@ int pv_columns(int64_t Dv) {
   return c;
 }
 
-// Host → device copy of the plan: through core/device.h's pinned staging when
-// `stream` is the device's own stream (an enqueue-only call never waits), else
-// a plain cudaMemcpyAsync on `stream` (the driver stages pageable memory).
-Status upload(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
-  int device = 0;
-  FMHA_CUDA_TRY(cudaGetDevice(&device), "CUDA decode: cudaGetDevice");
-  void* own = nullptr;
-  if (device_stream(device, &own).ok() && own == static_cast<void*>(stream))
-    return device_upload_small(device, {DeviceUpload{dst, src, bytes}});
-  FMHA_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "CUDA decode: plan upload");
-  return {};
-}
-
 template <typename T>
 Status launch_decode_kernel(const DecodeArgs& a, int grid, int smem, cudaStream_t stream) {
   decode_kernel<T><<<grid, kThreads, smem, stream>>>(a);
@@ -925,7 +913,7 @@ Status cuda_decode(const DecodeParams& dp, int num_sms, void* stream_ptr, const 
   a.slot_floats = slot_floats;
 
   // Every check and allocation is done: enqueue the plan, the append, the attention.
-  Status st = upload(plan_dev, host.data(), host.size() * sizeof(int32_t), stream);
+  Status st = upload_plan(plan_dev, host.data(), host.size() * sizeof(int32_t), stream);
   if (!st.ok()) return st;
   if (dp.k_new && dp.v_new) {
     st = launch_append(dp, stream);

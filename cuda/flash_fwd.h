@@ -20,6 +20,8 @@ Status launch_flash_fwd_hdim256(bool bf16, const KernelArgs& a, int64_t B, cudaS
 
 // Dynamic shared memory of the D kernel (bytes), or 0 when D has no flash kernel.
 int flash_fwd_smem_bytes(int64_t D);
+// Query rows per CTA of the D kernel (D one of the flash head dims).
+int flash_fwd_block_m(int64_t D);
 
 }  // namespace cudak
 }  // namespace fmha

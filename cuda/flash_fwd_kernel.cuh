@@ -31,6 +31,7 @@
 #include "cuda_check.h"
 #include "kernel_args.h"
 #include "mma_sm80.cuh"
+#include "query_blocks.cuh"
 #include "score_policy.cuh"
 
 namespace fmha {
@@ -141,9 +142,8 @@ __global__ void __launch_bounds__(FlashConfig<kD>::kThreads, FlashConfig<kD>::kM
   T* sK = sQ + BM * kD;                      // [BN][kD]
   T* sV = sK + BN * kD;                      // [BN][kD]
 
-  const int b = a.b_offset + int(blockIdx.z);
-  const int h = int(blockIdx.y);
-  const int m_block = int(gridDim.x - 1 - blockIdx.x);  // last (for causal: costliest) query blocks first
+  const QueryBlock qb = cta_query_block(a);
+  const int b = qb.b, h = qb.h, m_block = qb.m_block;
   const SeqRows seq = seq_rows(a, b);
   const int i0 = m_block * BM;
   if (i0 >= seq.sq) return;  // past this sequence's queries (varlen), CTA-uniform
@@ -328,23 +328,15 @@ __global__ void __launch_bounds__(FlashConfig<kD>::kThreads, FlashConfig<kD>::kM
   }
 }
 
-// Enqueues the kernel for B sequences (grid z is limited to 65535: larger B
-// launches in slices through KernelArgs::b_offset).
+// Enqueues the kernel for B sequences (query_blocks.cuh: the padded or the varlen grid).
 template <int kD>
 Status launch_flash_fwd_impl(bool bf16, const KernelArgs& args, int64_t B, cudaStream_t stream) {
   using Cfg = FlashConfig<kD>;
   void (*kernel)(KernelArgs) = bf16 ? flash_fwd_kernel<kD, __nv_bfloat16> : flash_fwd_kernel<kD, __half>;
   FMHA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes),
                 "flash attention: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
-  const unsigned m_blocks = unsigned((int64_t(args.Sq) + Cfg::kBlockM - 1) / Cfg::kBlockM);
-  for (int64_t b0 = 0; b0 < B; b0 += 65535) {
-    KernelArgs a = args;
-    a.b_offset = int(b0);
-    const dim3 grid(m_blocks, unsigned(a.Hq), unsigned(B - b0 < 65535 ? B - b0 : 65535));
-    kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
-    FMHA_CUDA_LAUNCHED("flash attention kernel launch");
-  }
-  return {};
+  return launch_query_blocks(kernel, args, B, Cfg::kBlockM, Cfg::kThreads, Cfg::kSmemBytes, stream,
+                             "flash attention kernel launch");
 }
 
 }  // namespace cudak

@@ -15,6 +15,7 @@
 
 #include "cuda_check.h"
 #include "general_attention.h"
+#include "query_blocks.cuh"
 #include "score_policy.cuh"
 
 namespace fmha {
@@ -45,9 +46,8 @@ __global__ void __launch_bounds__(kGThreads) general_attention_kernel(const Kern
   float* sKV = sQ + D * kPad;               // Kᵀ [D][kPad], then V [kGN][Dv]
   float* sP = sKV + general_kv_floats(D, Dv);  // P [kGM][kPad]
 
-  const int b = a.b_offset + int(blockIdx.z);
-  const int h = int(blockIdx.y);
-  const int m_block = int(gridDim.x - 1 - blockIdx.x);
+  const QueryBlock qb = cta_query_block(a);
+  const int b = qb.b, h = qb.h, m_block = qb.m_block;
   const SeqRows seq = seq_rows(a, b);
   const int i0 = m_block * kGM;
   if (i0 >= seq.sq) return;
@@ -187,15 +187,7 @@ Status launch(const KernelArgs& args, int64_t B, cudaStream_t stream) {
   const int smem = general_smem_bytes(args.D, args.Dv);
   FMHA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                 "general attention: cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
-  const unsigned m_blocks = unsigned((int64_t(args.Sq) + kGM - 1) / kGM);
-  for (int64_t b0 = 0; b0 < B; b0 += 65535) {
-    KernelArgs a = args;
-    a.b_offset = int(b0);
-    const dim3 grid(m_blocks, unsigned(a.Hq), unsigned(B - b0 < 65535 ? B - b0 : 65535));
-    kernel<<<grid, kGThreads, smem, stream>>>(a);
-    FMHA_CUDA_LAUNCHED("general attention kernel launch");
-  }
-  return {};
+  return launch_query_blocks(kernel, args, B, kGM, kGThreads, smem, stream, "general attention kernel launch");
 }
 
 template <typename T>
@@ -208,6 +200,7 @@ Status launch_dv(const KernelArgs& a, int64_t B, cudaStream_t stream) {
 }  // namespace
 
 int general_attention_smem_bytes(int64_t D, int64_t Dv) { return general_smem_bytes(int(D), int(Dv)); }
+int general_attention_block_m() { return kGM; }
 
 Status launch_general_attention(DType dtype, const KernelArgs& a, int64_t B, cudaStream_t stream) {
   switch (dtype) {

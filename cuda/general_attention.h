@@ -12,6 +12,7 @@ namespace cudak {
 
 Status launch_general_attention(DType dtype, const KernelArgs& a, int64_t B, cudaStream_t stream);
 int general_attention_smem_bytes(int64_t D, int64_t Dv);  // dynamic shared memory per CTA
+int general_attention_block_m();                          // query rows per CTA
 
 }  // namespace cudak
 }  // namespace fmha

@@ -21,6 +21,9 @@ struct KernelArgs {
   const int32_t* cu_q;       // [B + 1] device, or null (padded)
   const int32_t* cu_k;
   const int32_t* seqlens_k;  // [B] device, or null
+  // Varlen: (sequence, query block) pairs, device, one CTA row each (query_blocks.cuh); null: padded grid.
+  const int32_t* work;
+  int work_items;
   const float* alibi;        // [Hq] device, or null
   const void* bias;          // [B|1, Hq|1, Sq, Sk] in q's dtype, or null (padded only)
   int64_t bias_sb, bias_sh;  // broadcast dims: 0

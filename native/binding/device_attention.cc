@@ -103,6 +103,8 @@ Status run_device_attention(AttentionKind kind, const AttentionParams& hp, const
   std::vector<DeviceUpload> uploads;
   if (!(st = stage(arena, uploads, p.alibi_slopes, p.Hq)).ok()) return st;
   if (!(st = stage(arena, uploads, p.seqlens_k, p.B)).ok()) return st;
+  p.host_cu_seqlens_q = p.cu_seqlens_q;  // validated host arrays, alive for the call
+  p.host_cu_seqlens_k = p.cu_seqlens_k;
   if (!(st = stage(arena, uploads, p.cu_seqlens_q, p.B + 1)).ok()) return st;
   if (!(st = stage(arena, uploads, p.cu_seqlens_k, p.B + 1)).ok()) return st;
   if (!(st = device_upload_small(dev, uploads)).ok()) return st;

@@ -28,6 +28,11 @@ struct AttentionParams {
   // See core/sequence_view.h, the one place that reads them.
   const int32_t* cu_seqlens_q = nullptr;
   const int32_t* cu_seqlens_k = nullptr;
+  // Backend::Cuda only: HOST copies of cu_seqlens_q/k (device pointers there
+  // like every pointer in these params), from which the varlen grid is planned
+  // (cuda/varlen_work.h); they must equal the device arrays. Unused on the CPU.
+  const int32_t* host_cu_seqlens_q = nullptr;
+  const int32_t* host_cu_seqlens_k = nullptr;
 
   float scale = 1.0f;
   bool causal = false;
