@@ -7,11 +7,15 @@
 //   node scripts/run-tests.mjs --gpu        only the *.gpu.test.js suites; fails without a GPU
 //   node scripts/run-tests.mjs tensor dtypes   only suites whose file name contains one of the words
 //
+// On an x86 machine the CPU kernel suites then run again under each narrower
+// SIMD path (FMHA_ISA=avx2, scalar), so every microkernel table is tested, not
+// only the one this machine picks; setting FMHA_ISA yourself skips that pass.
+//
 // Environment: FMHA_TEST_TIMEOUT_S (per suite, default 900) kills a hung suite.
 // Exit code is non-zero iff anything failed.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -32,29 +36,32 @@ function findSuites(dir) {
   return out;
 }
 
-/** Asks a child process (so that this runner never loads the addon) whether CUDA is usable. */
-function cudaAvailable() {
+/**
+ * Asks a child process (so that this runner never loads the addon) for backends():
+ * whether CUDA is usable, and the CPU's SIMD path.
+ */
+function probeBackends() {
   const entry = pathToFileURL(join(root, 'dist', 'lib', 'index.js')).href;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e',
-    `import(${JSON.stringify(entry)}).then((m) => { const c = m.backends().cuda; ` +
-    `process.stdout.write(JSON.stringify({ available: c.available, reason: c.reason ?? '' })); })`],
+    `import(${JSON.stringify(entry)}).then((m) => { const b = m.backends(); ` +
+    `process.stdout.write(JSON.stringify({ available: b.cuda.available, reason: b.cuda.reason ?? '', isa: b.cpu.isa })); })`],
   { cwd: root, encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) {
     const lines = (r.stderr || '').split('\n').map((l) => l.trim()).filter(Boolean);
     const why = lines.find((l) => /^\w*Error: /.test(l)) ?? lines[lines.length - 1] ?? `exit ${r.status}`;
-    return { available: false, reason: `could not load the package: ${why}` };
+    return { available: false, reason: `could not load the package: ${why}`, isa: '' };
   }
-  try { return JSON.parse(r.stdout); } catch { return { available: false, reason: 'could not read backends()' }; }
+  try { return JSON.parse(r.stdout); } catch { return { available: false, reason: 'could not read backends()', isa: '' }; }
 }
 
 // eslint-disable-next-line no-control-regex
 const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
-function runSuite(file) {
+function runSuite(file, env = {}) {
   return new Promise((resolve) => {
     // --expose-gc: suites that check inputs stay alive while a call is in flight collect garbage on purpose
     const child = spawn(process.execPath, ['--enable-source-maps', '--expose-gc', file], {
-      cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env },
+      cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
     });
     let text = '';
     child.stdout.on('data', (d) => { process.stdout.write(d); text += d; });
@@ -95,37 +102,44 @@ if (suites.length === 0) {
 if (filters.length) suites = suites.filter((s) => filters.some((w) => relative(testDir, s).includes(w)));
 
 const isGpu = (s) => s.endsWith('.gpu.test.js');
+const backends = probeBackends();
 let extraFailed = 0;
 if (gpuOnly) {
   suites = suites.filter(isGpu);
-  const cuda = cudaAvailable();
-  if (!cuda.available) {
-    console.error(`run-tests --gpu: CUDA is not available (${cuda.reason}); the GPU suites cannot run`);
+  if (!backends.available) {
+    console.error(`run-tests --gpu: CUDA is not available (${backends.reason}); the GPU suites cannot run`);
     extraFailed++;
     suites = [];
   }
-} else if (suites.some(isGpu)) {
-  const cuda = cudaAvailable();
-  if (!cuda.available) {
-    console.log(`run-tests: skipping ${suites.filter(isGpu).length} GPU suite(s): CUDA not available (${cuda.reason})`);
-    suites = suites.filter((s) => !isGpu(s));
-  }
+} else if (suites.some(isGpu) && !backends.available) {
+  console.log(`run-tests: skipping ${suites.filter(isGpu).length} GPU suite(s): CUDA not available (${backends.reason})`);
+  suites = suites.filter((s) => !isGpu(s));
+}
+
+// [suite, extra environment] pairs: every suite as is, then the CPU kernel
+// suites under each narrower SIMD path.
+const KERNEL_SUITES = ['attention', 'varlen', 'vanilla', 'dtypes', 'gqa', 'decode'];
+const NARROWER = { avx512: ['avx2', 'scalar'], avx2: ['scalar'] };
+const runs = suites.map((s) => [s, {}]);
+if (!gpuOnly && !process.env.FMHA_ISA) {
+  const kernels = suites.filter((s) => !isGpu(s) && KERNEL_SUITES.some((w) => basename(s).startsWith(w)));
+  for (const isa of NARROWER[backends.isa] ?? []) runs.push(...kernels.map((s) => [s, { FMHA_ISA: isa }]));
 }
 
 let passed = 0, failed = extraFailed, skipped = 0;
 const problems = [];
 const t0 = Date.now();
-for (const file of suites) {
-  const name = relative(testDir, file);
+for (const [file, env] of runs) {
+  const name = relative(testDir, file) + (env.FMHA_ISA ? ` [FMHA_ISA=${env.FMHA_ISA}]` : '');
   console.log(`\n# ${name}`);
-  const r = await runSuite(file);
+  const r = await runSuite(file, env);
   passed += r.passed;
   failed += r.failed;
   skipped += r.skipped;
   if (r.failed) problems.push(`${name}: ${r.failed} failed${r.note ? ` (${r.note})` : ''}`);
 }
 
-console.log(`\nsuites: ${suites.length}, ${((Date.now() - t0) / 1000).toFixed(1)} s${skipped ? `, ${skipped} skipped` : ''}`);
+console.log(`\nsuites: ${runs.length}, ${((Date.now() - t0) / 1000).toFixed(1)} s${skipped ? `, ${skipped} skipped` : ''}`);
 for (const p of problems) console.log(`  ✘ ${p}`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);
