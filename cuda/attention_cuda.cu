@@ -24,28 +24,31 @@
 namespace fmha {
 namespace cudak {
 
-int flash_fwd_block_m(int64_t D) {
+namespace {
+
+struct FlashShape {
+  int smem_bytes, block_m;  // 0, 0: D has no flash kernel
+};
+
+template <int kD>
+constexpr FlashShape flash_shape_of() { return {FlashConfig<kD>::kSmemBytes, FlashConfig<kD>::kBlockM}; }
+
+FlashShape flash_shape(int64_t D) {
   switch (D) {
-    case 32: return FlashConfig<32>::kBlockM;
-    case 64: return FlashConfig<64>::kBlockM;
-    case 96: return FlashConfig<96>::kBlockM;
-    case 128: return FlashConfig<128>::kBlockM;
-    case 192: return FlashConfig<192>::kBlockM;
-    default: return FlashConfig<256>::kBlockM;
+    case 32: return flash_shape_of<32>();
+    case 64: return flash_shape_of<64>();
+    case 96: return flash_shape_of<96>();
+    case 128: return flash_shape_of<128>();
+    case 192: return flash_shape_of<192>();
+    case 256: return flash_shape_of<256>();
+    default: return {0, 0};
   }
 }
 
-int flash_fwd_smem_bytes(int64_t D) {
-  switch (D) {
-    case 32: return FlashConfig<32>::kSmemBytes;
-    case 64: return FlashConfig<64>::kSmemBytes;
-    case 96: return FlashConfig<96>::kSmemBytes;
-    case 128: return FlashConfig<128>::kSmemBytes;
-    case 192: return FlashConfig<192>::kSmemBytes;
-    case 256: return FlashConfig<256>::kSmemBytes;
-    default: return 0;
-  }
-}
+}  // namespace
+
+int flash_fwd_smem_bytes(int64_t D) { return flash_shape(D).smem_bytes; }
+int flash_fwd_block_m(int64_t D) { return flash_shape(D).block_m; }
 
 namespace {
 
