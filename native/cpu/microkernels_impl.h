@@ -26,7 +26,7 @@ typedef int32_t vi __attribute__((vector_size(FMHA_VEC_BYTES)));
 
 inline vf loadv(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
 inline void storev(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-inline vf splat(float x) { return vf{} + x; }
+inline vf splat(float x) { return x - vf{}; }  // x - (+0) is x for every x, so this folds to a broadcast
 
 // The first n < VL lanes of a vector, the rest zero / untouched: masked
 // instructions where the ISA has them, so a partial vector never touches
@@ -62,19 +62,32 @@ inline void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, 
                       int K, bool accumulate, const float* row_scale, int tail) {
   auto load = [&](const float* p, int v) { return Tail && v == NV - 1 ? loadv_first(p, tail) : loadv(p); };
   vf acc[R][NV];
-  for (int r = 0; r < R; ++r) {
-    const float c = row_scale ? row_scale[r] : 1.0f;
-    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? load(C + r * ldc + v * VL, v) * c : vf{};
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
+  if (accumulate) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const vf c = splat(row_scale ? row_scale[r] : 1.0f);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = load(C + r * ldc + v * VL, v) * c;
+    }
   }
   for (int k = 0; k < K; ++k) {
     vf b[NV];
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) b[v] = load(B + k * ldb + v * VL, v);
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const float a = A[r * lda + k];
+      const vf a = splat(A[r * lda + k]);
+#pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
     }
   }
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       if (Tail && v == NV - 1) storev_first(C + r * ldc + v * VL, acc[r][v], tail);
       else storev(C + r * ldc + v * VL, acc[r][v]);
