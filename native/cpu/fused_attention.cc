@@ -133,8 +133,12 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   std::fill(w.acc, w.acc + int64_t(rows) * Dv, 0.0f);
 
   // Query rows as the gemm reads them; the softmax scale is in the cached Kᵀ
-  // (float path) or applied to the scores (bf16 pairs).
+  // (float path) or applied to the scores (bf16 pairs). float32 rows are read
+  // in place when one key block uses them; for more, they are copied, since
+  // rows a [T, H, D] row apart alias in the cache and would be fetched again
+  // for every key block.
   const void* q0 = row_ptr(p.q, p.dtype, seq.q_at(p, u.i0, u.h));
+  const bool one_key_block = k_end <= k_begin || (k_end - 1) / kKeyBlock == k_begin / kKeyBlock;
   const int Dp = (D + 1) / 2;  // Q row length in bf16 pairs
   const float* qa = w.q;       // float32 query rows with leading dimension lda
   int64_t lda = D;
@@ -144,13 +148,13 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
       std::memcpy(q16 + r * 2 * Dp, static_cast<const uint16_t*>(q0) + r * p.q_stride[1], sizeof(uint16_t) * D);
       if (D % 2) q16[r * 2 * Dp + D] = 0;
     }
-  } else if (p.dtype == DType::F32) {  // read in place
+  } else if (p.dtype == DType::F32 && one_key_block) {
     qa = static_cast<const float*>(q0);
     lda = p.q_stride[1];
   } else {
     pack_rows(mk, q0, p.dtype, p.q_stride[1], rows, D, 1.0f, w.q, D);
   }
-  w.cache->select(seq, hk);
+  w.cache->select(seq, hk, seq.sq > kBlockQ || p.Hq > p.Hkv);
 
   // Whole cached blocks covering the visible keys; keys outside a row's interval are masked.
   for (int64_t blk = k_begin / kKeyBlock; blk * kKeyBlock < k_end; ++blk) {

@@ -8,8 +8,7 @@ namespace fmha {
 
 int64_t KvBlockCache::floats(const AttentionParams& p) {
   const int64_t blocks = (p.Sk + kKeyBlock - 1) / kKeyBlock;
-  const int64_t v_cols = p.dtype == DType::F32 ? 0 : p.Dv;  // float32 V is read in place
-  return blocks * kKeyBlock * (p.D + v_cols) + kTransposeRows * std::max(p.D, p.Dv) + (blocks + 3) / 4;
+  return blocks * kKeyBlock * (p.D + p.Dv) + kTransposeRows * std::max(p.D, p.Dv) + (blocks + 3) / 4;
 }
 
 KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, const Bf16DotKernels* pairs,
@@ -19,14 +18,15 @@ KvBlockCache::KvBlockCache(const AttentionParams& p, const CpuMicrokernels& mk, 
       v_block_(pairs ? kKeyBlock / 2 * p.Dv : kKeyBlock * p.Dv) {
   kt_ = buf;
   v_ = kt_ + blocks_ * kKeyBlock * p.D;
-  row_tmp_ = v_ + (v_in_place() ? 0 : blocks_ * kKeyBlock * p.Dv);
+  row_tmp_ = v_ + blocks_ * kKeyBlock * p.Dv;
   packed_ = reinterpret_cast<uint8_t*>(row_tmp_ + kTransposeRows * std::max(p.D, p.Dv));
 }
 
-void KvBlockCache::select(const SequenceView& seq, int64_t hk) {
+void KvBlockCache::select(const SequenceView& seq, int64_t hk, bool v_reused) {
   if (seq.b == seq_.b && hk == hk_) return;
   seq_ = seq;
   hk_ = hk;
+  v_in_place_ = p_.dtype == DType::F32 && !v_reused;
   std::memset(packed_, 0, size_t(blocks_));
 }
 
