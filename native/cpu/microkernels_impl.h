@@ -213,16 +213,6 @@ inline vf reduce4(vf a0, vf a1, vf a2, vf a3) {
   return y;
 }
 
-float row_max(const float* x, int n) {
-  const float ninf = -__builtin_inff();
-  vf m = splat(ninf);
-  int j = 0;
-  for (; j + VL <= n; j += VL) { const vf v = loadv(x + j); m = m > v ? m : v; }
-  float r = reduce_max(m);
-  for (; j < n; ++j) r = r > x[j] ? r : x[j];
-  return r;
-}
-
 // exp(x) for x <= 0 (softmax arguments) as 2^t, t = x·log2(e) = n + r with
 // n = round(t), |r| ≤ 1/2: a degree-5 minimax polynomial for 2^r (relative
 // error 2.3e-7 with float rounding; t's own rounding costs at most ~1e-7 of the
@@ -255,42 +245,93 @@ inline vf exp_neg(vf x) {
 #endif
 }
 
-float exp_sum(float* x, int n, float m) {
-  vf s = vf{};
+// Lanes [n, VL) of v replaced by `fill`.
+template <int... L>
+inline vf fill_from(vf v, int n, float fill, std::integer_sequence<int, L...>) {
+  const vi lane = {L...};
+  return lane < n ? v : splat(fill);
+}
+inline vf fill_from(vf v, int n, float fill) { return fill_from(v, n, fill, std::make_integer_sequence<int, VL>{}); }
+
+// Row-group forms of the softmax passes over G rows x[g·ldx + j], j < n: G
+// independent chains, so each row's horizontal reduction and the exp's long
+// dependency chain overlap with the other rows' work instead of stalling.
+// mx[g] = max of row g (-inf for n == 0).
+template <int G>
+inline void rows_max(const float* x, int64_t ldx, int n, float* mx) {
+  vf v[G];
+  for (int g = 0; g < G; ++g) v[g] = splat(-__builtin_inff());
   int j = 0;
-  for (; j + VL <= n; j += VL) {
-    const vf e = exp_neg(loadv(x + j) - m);
-    storev(x + j, e);
-    s += e;
-  }
-  if (j < n) {  // the last partial vector, through a zero-padded copy
-    float tail[VL] = {};
-    for (int l = 0; j + l < n; ++l) tail[l] = x[j + l];
-    const vf e = exp_neg(loadv(tail) - m);
-    for (int l = 0; j + l < n; ++l) { x[j + l] = e[l]; s[l] += e[l]; }
-  }
-  return reduce_add(s);
+  for (; j + VL <= n; j += VL)
+    for (int g = 0; g < G; ++g) { const vf y = loadv(x + g * ldx + j); v[g] = v[g] > y ? v[g] : y; }
+  if (j < n)
+    for (int g = 0; g < G; ++g) {
+      const vf y = fill_from(loadv_first(x + g * ldx + j, n - j), n - j, -__builtin_inff());
+      v[g] = v[g] > y ? v[g] : y;
+    }
+  for (int g = 0; g < G; ++g) mx[g] = reduce_max(v[g]);
 }
 
-// One key block of the online softmax (FlashAttention-2): per row, the new
-// running max, the rescale factor of the old state, exp in place, the new sum.
-void online_softmax(float* s, int64_t lds, int rows, int n, float* m, float* l, float* alpha) {
-  const float ninf = -__builtin_inff();
-  for (int r = 0; r < rows; ++r) {
-    float* x = s + r * lds;
-    const float mx = row_max(x, n);
-    const float m_new = m[r] > mx ? m[r] : mx;
-    if (m_new == ninf) {  // nothing visible yet in this row
-      for (int j = 0; j < n; ++j) x[j] = 0.0f;
-      alpha[r] = 1.0f;
-      continue;
+// x = exp(x - base[g]) in place, row by row; sum[g] = the row's sum.
+template <int G>
+inline void rows_exp_sum(float* x, int64_t ldx, int n, const float* base, float* sum) {
+  vf acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = vf{};
+  int j = 0;
+  for (; j + VL <= n; j += VL)
+    for (int g = 0; g < G; ++g) {
+      const vf e = exp_neg(loadv(x + g * ldx + j) - base[g]);
+      storev(x + g * ldx + j, e);
+      acc[g] += e;
     }
+  if (j < n)
+    for (int g = 0; g < G; ++g) {
+      const vf e = fill_from(exp_neg(loadv_first(x + g * ldx + j, n - j) - base[g]), n - j, 0.0f);
+      storev_first(x + g * ldx + j, e, n - j);
+      acc[g] += e;
+    }
+  for (int g = 0; g < G; ++g) sum[g] = reduce_add(acc[g]);
+}
+
+float row_max(const float* x, int n) {
+  float m;
+  rows_max<1>(x, 0, n, &m);
+  return m;
+}
+
+float exp_sum(float* x, int n, float m) {
+  float sum;
+  rows_exp_sum<1>(x, 0, n, &m, &sum);
+  return sum;
+}
+
+// One key block of the online softmax (FlashAttention-2) for G rows: per row,
+// the new running max, the rescale factor of the old state, exp in place, the
+// new sum.
+template <int G>
+inline void softmax_rows(float* s, int64_t lds, int n, float* m, float* l, float* alpha) {
+  const float ninf = -__builtin_inff();
+  float mx[G], base[G], sum[G];
+  rows_max<G>(s, lds, n, mx);
+  for (int g = 0; g < G; ++g) {
+    const float m_new = m[g] > mx[g] ? m[g] : mx[g];
     // Exactly 1 while the max holds: the polynomial gives 1 + 2^-23 at 0, and a
     // factor applied once per key block compounds (1e-4 over 100k keys).
-    alpha[r] = m[r] == m_new ? 1.0f : exp_neg(splat(m[r] - m_new))[0];  // 0 when m was -inf
-    l[r] = l[r] * alpha[r] + exp_sum(x, n, m_new);
-    m[r] = m_new;
+    alpha[g] = m[g] == m_new ? 1.0f : exp_neg(splat(m[g] - m_new))[0];  // 0 when m was -inf
+    m[g] = m_new;
+    // A row with nothing visible yet keeps m = -inf; its scores are all -inf,
+    // and exp(-inf - 0) is 0.
+    base[g] = m_new == ninf ? 0.0f : m_new;
   }
+  rows_exp_sum<G>(s, lds, n, base, sum);
+  for (int g = 0; g < G; ++g) l[g] = l[g] * alpha[g] + sum[g];
+}
+
+void online_softmax(float* s, int64_t lds, int rows, int n, float* m, float* l, float* alpha) {
+  constexpr int G = 4;
+  int r = 0;
+  for (; r + G <= rows; r += G) softmax_rows<G>(s + r * lds, lds, n, m + r, l + r, alpha + r);
+  for (; r < rows; ++r) softmax_rows<1>(s + r * lds, lds, n, m + r, l + r, alpha + r);
 }
 
 void scale(float* x, int n, float a) {
