@@ -112,19 +112,23 @@ inline void gemm_columns(const float* A, int64_t lda, const float* B, int64_t ld
   while (i < M) tile(std::integral_constant<int, 1>{});
 }
 
+// The last `cols` < FMHA_GEMM_VECS·VL columns in one pass of tiles ceil(cols / VL)
+// vectors wide, the last vector partial (masked) when cols is not a multiple of VL.
+template <int NV = 1>
+inline void gemm_last_columns(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                              int M, int cols, int K, bool accumulate, const float* row_scale) {
+  if constexpr (NV < FMHA_GEMM_VECS)
+    if (cols > NV * VL) return gemm_last_columns<NV + 1>(A, lda, B, ldb, C, ldc, M, cols, K, accumulate, row_scale);
+  if (cols == NV * VL) gemm_columns<NV>(A, lda, B, ldb, C, ldc, M, K, accumulate, row_scale);
+  else gemm_columns<NV, true>(A, lda, B, ldb, C, ldc, M, K, accumulate, row_scale, cols - (NV - 1) * VL);
+}
+
 void gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
           int M, int N, int K, bool accumulate, const float* row_scale) {
   int j = 0;
   for (; j + FMHA_GEMM_VECS * VL <= N; j += FMHA_GEMM_VECS * VL)
     gemm_columns<FMHA_GEMM_VECS>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
-  // The rest: whole vectors, then one partial vector in the same pass.
-  if (N - j > (FMHA_GEMM_VECS - 1) * VL && N - j < FMHA_GEMM_VECS * VL)
-    gemm_columns<FMHA_GEMM_VECS, true>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale,
-                                       N - j - (FMHA_GEMM_VECS - 1) * VL);
-  else {
-    for (; j + VL <= N; j += VL) gemm_columns<1>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale);
-    if (j < N) gemm_columns<1, true>(A, lda, B + j, ldb, C + j, ldc, M, K, accumulate, row_scale, N - j);
-  }
+  if (j < N) gemm_last_columns(A, lda, B + j, ldb, C + j, ldc, M, N - j, K, accumulate, row_scale);
 }
 
 // In-register transpose of a VL × VL block held as VL row vectors: stage B
