@@ -160,7 +160,7 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
   for (int64_t blk = k_begin / kKeyBlock; blk * kKeyBlock < k_end; ++blk) {
     if (ctx.aborted()) return false;
     const int64_t j0 = blk * kKeyBlock;
-    const int n = int(std::min<int64_t>(kKeyBlock, seq.sk - j0));
+    const int n = int(std::min<int64_t>(kKeyBlock, k_end - j0));  // keys past k_end are visible to no row
     if (w.pairs)
       w.pairs->gemm(reinterpret_cast<const uint32_t*>(w.q), Dp, reinterpret_cast<const uint32_t*>(w.cache->kt(blk)),
                     kKeyBlock, w.s, kKeyBlock, rows, n, Dp, false, nullptr, p.scale);
