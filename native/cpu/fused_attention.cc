@@ -166,7 +166,8 @@ bool query_block(const AttentionParams& p, const ExecContext& ctx, const CpuMicr
                     kKeyBlock, w.s, kKeyBlock, rows, n, Dp, false, nullptr, p.scale);
     else
       mk.gemm(qa, lda, w.cache->kt(blk), kKeyBlock, w.s, kKeyBlock, rows, n, D, false, nullptr);
-    if (next && blk == k_begin / kKeyBlock) prefetch_unit(p, *next, u);
+    if ((blk + 1) * kKeyBlock < k_end) w.cache->prefetch(blk + 1);
+    else if (next) prefetch_unit(p, *next, u);
 
     const bool needs_mask = j0 < all_lo || j0 + n > all_hi;
     if (needs_mask || policy.has_hooks())

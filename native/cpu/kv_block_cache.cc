@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include "cpu/cache_prefetch.h"
 #include "cpu/tile_pack.h"
 
 namespace fmha {
@@ -28,6 +29,14 @@ void KvBlockCache::select(const SequenceView& seq, int64_t hk, bool v_reused) {
   hk_ = hk;
   v_in_place_ = p_.dtype == DType::F32 && !v_reused;
   std::memset(packed_, 0, size_t(blocks_));
+}
+
+void KvBlockCache::prefetch(int64_t j) const {
+  const int64_t j0 = j * kKeyBlock;
+  if (j >= blocks_ || j0 >= seq_.sk || packed_[j]) return;
+  const int64_t n = std::min<int64_t>(kKeyBlock, seq_.sk - j0), es = dtype_size(p_.dtype);
+  prefetch_rows(row_ptr(p_.k, p_.dtype, seq_.k_at(p_, j0, hk_)), p_.k_stride[1] * es, n, p_.D * es, false);
+  prefetch_rows(row_ptr(p_.v, p_.dtype, seq_.v_at(p_, j0, hk_)), p_.v_stride[1] * es, n, p_.Dv * es, false);
 }
 
 void KvBlockCache::pack(int64_t j) {

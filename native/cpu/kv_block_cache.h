@@ -46,6 +46,11 @@ class KvBlockCache {
   }
   int64_t v_ld() const { return v_in_place() ? p_.v_stride[1] : p_.Dv; }
 
+  // Asks for the K and V rows block j will read, unless it is packed already (or
+  // past the sequence's keys): packing them on first use otherwise waits on
+  // memory, row by row.
+  void prefetch(int64_t j) const;
+
  private:
   bool v_in_place() const { return v_in_place_; }
   void ensure(int64_t j) { if (!packed_[j]) pack(j); }
