@@ -2,7 +2,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define FMHA_ISA_NS isa_avx2
 #define FMHA_VEC_BYTES 32
-#define FMHA_GEMM_ROWS 4
+#define FMHA_GEMM_ROWS 6
 #define FMHA_GEMM_VECS 2
 #include "cpu/microkernels_impl.h"
 
