@@ -30,6 +30,8 @@ import sys
 
 import numpy as np
 
+from mask_rule import MaskRule
+
 K_THREADS, K_ROWS, K_SPITCH = 128, 16, 128
 K_STAGE_BYTES, K_MIN_TILES_PER_CTA, K_MAX_CTAS_PER_SM = 40 << 10, 2, 2
 NAN_BYTE = 0xFF
@@ -161,24 +163,6 @@ def pv_columns(Dv):
 
 def clamp_window(w, limit):
     return -1 if w < 0 else min(w, limit)
-
-
-class MaskRule:  # score_policy.cuh
-    def __init__(self, offset, kv_len, causal, wl, wr):
-        self.offset, self.kv_len, self.causal, self.wl, self.wr = offset, kv_len, causal, wl, wr
-
-    def lo(self, i):
-        d = i + self.offset
-        return max(0, d - self.wl) if self.wl >= 0 else 0
-
-    def hi(self, i):
-        d = i + self.offset
-        h = self.kv_len
-        if self.causal:
-            h = min(h, d + 1)
-        if self.wr >= 0:
-            h = min(h, d + self.wr + 1)
-        return h
 
 
 def host_plan(pr, dev):

@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from mask_rule import MaskRule
+
 # The tile table of flash_fwd_kernel.cuh: D -> (warps, BlockN).
 TILES = {32: (8, 64), 64: (4, 64), 96: (8, 64), 128: (8, 64), 192: (4, 64), 256: (4, 32)}
 LOG2E = 1.4426950408889634
@@ -76,24 +78,6 @@ def mma(d, a, b0, b1):
     d[:, 0], d[:, 1], d[:, 2], d[:, 3] = C[G, 2 * T], C[G, 2 * T + 1], C[G + 8, 2 * T], C[G + 8, 2 * T + 1]
 
 
-class Rule:  # score_policy.cuh MaskRule
-    def __init__(self, offset, kv_len, causal, wl, wr):
-        self.offset, self.kv_len, self.causal, self.wl, self.wr = offset, kv_len, causal, wl, wr
-
-    def lo(self, i):
-        d = i + self.offset
-        return max(0, d - self.wl) if self.wl >= 0 else 0
-
-    def hi(self, i):
-        d = i + self.offset
-        h = self.kv_len
-        if self.causal:
-            h = min(h, d + 1)
-        if self.wr >= 0:
-            h = min(h, d + self.wr + 1)
-        return h
-
-
 def hook(prob, x, b, h, i, j, diag):  # ScoreHooks<T, true>
     s = np.float32(x * prob['scale'])
     if prob['softcap'] > 0:
@@ -118,7 +102,7 @@ def cta(prob, D, b, h, m_block, out, lse):
     if i0 >= sq:
         return
     rows_valid = min(BM, sq - i0)
-    rule = Rule(sk - sq, kv_len, prob['causal'], prob['wl'], prob['wr'])
+    rule = MaskRule(sk - sq, kv_len, prob['causal'], prob['wl'], prob['wr'])
     hooks = prob['hooks']
     sm = LOG2E if hooks else prob['scale'] * LOG2E
     i_last = i0 + rows_valid - 1
